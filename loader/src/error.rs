@@ -1,0 +1,94 @@
+//! The one error type of the `ringfeed` crate.
+//!
+//! Variants are split by what the caller can do about them: fix the
+//! environment ([`Error::Io`]), replace or re-pack damaged data
+//! ([`Error::Corrupt`]), upgrade the reader ([`Error::Unsupported`]) or fix
+//! the arguments ([`Error::Config`]).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout `ringfeed`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `ringfeed`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system refused an operation: missing file, permissions,
+    /// disk full, a read past the end of a truncated file.
+    #[error("{op} {}{}: {source}", path.display(), at(*offset))]
+    Io {
+        /// What was being done, e.g. `"open"` or `"read"`.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// Byte offset in the file, where it matters.
+        offset: Option<u64>,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Stored bytes do not match what their checksums or structure promise.
+    /// Re-pack the dataset or restore the file named here.
+    #[error("corrupt data in {}{}{}: {reason}", path.display(), at(Some(*offset)), record_suffix(*record))]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damaged structure in that file.
+        offset: u64,
+        /// Index of the damaged record within its file, when one is known.
+        record: Option<u64>,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The file is well formed but uses a version or feature this build
+    /// does not read.
+    #[error("unsupported data in {}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not supported.
+        reason: String,
+    },
+    /// Invalid arguments or options supplied by the caller.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn at(offset: Option<u64>) -> String {
+    offset.map(|o| format!(" at byte {o}")).unwrap_or_default()
+}
+
+fn record_suffix(record: Option<u64>) -> String {
+    record.map(|r| format!(" (record {r})")).unwrap_or_default()
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), offset: None, source }
+    }
+
+    pub(crate) fn io_at(op: &'static str, path: impl Into<PathBuf>, offset: u64, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), offset: Some(offset), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.into(), offset, record: None, reason: reason.into() }
+    }
+
+    pub(crate) fn corrupt_record(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        record: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt { path: path.into(), offset, record: Some(record), reason: reason.into() }
+    }
+
+    /// True when the error means stored data is damaged (as opposed to the
+    /// environment or the arguments being wrong).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. })
+    }
+}

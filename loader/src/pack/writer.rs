@@ -1,0 +1,363 @@
+//! Streams records into shards of a target size, crash-safely.
+//!
+//! Durability protocol: each shard is written under a hidden temporary
+//! name, fsynced and renamed; the directory is fsynced; the manifest is
+//! written the same way, last. A dataset without `manifest.json` does not
+//! open, so a crash at any point leaves nothing that passes for a dataset.
+//! Output depends only on the records pushed (no timestamps, no thread
+//! timing), so packing the same input twice gives identical bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::format::{ENTRY_LEN, Entry, Footer, HEADER_LEN, Header, MAX_RECORD_LEN};
+use super::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
+use crate::error::{Error, Result};
+
+/// Default target shard size: 256 MiB.
+pub const DEFAULT_SHARD_SIZE: u64 = 256 << 20;
+const WRITE_BUFFER: usize = 4 << 20;
+
+/// Name of shard `n` in a dataset directory.
+pub(crate) fn shard_file_name(n: usize) -> String {
+    format!("shard-{n:05}.rfp")
+}
+
+fn is_pack_file(name: &str) -> bool {
+    name == MANIFEST_FILE
+        || (name.starts_with("shard-") && name.ends_with(".rfp"))
+        || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+/// Configures a [`PackWriter`]; obtained from [`PackWriter::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PackWriterBuilder {
+    dir: PathBuf,
+    shard_size: u64,
+    schema: Schema,
+    classes: Vec<String>,
+    source: String,
+    overwrite: bool,
+}
+
+impl PackWriterBuilder {
+    /// Target size of each shard's record data; a shard is closed before a
+    /// record would take it past this size (a record larger than the target
+    /// gets a shard of its own). Default: 256 MiB.
+    pub fn shard_size(mut self, bytes: u64) -> Self {
+        self.shard_size = bytes;
+        self
+    }
+
+    /// What records hold. Default: opaque bytes, no labels, no keys.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Class names, label `i` naming `classes[i]`. Default: none.
+    pub fn classes(mut self, classes: Vec<String>) -> Self {
+        self.classes = classes;
+        self
+    }
+
+    /// Name of the source format, stored in the manifest. Default: `"api"`.
+    pub fn source(mut self, name: impl Into<String>) -> Self {
+        self.source = name.into();
+        self
+    }
+
+    /// Replace a previous (complete or partial) ringfeed dataset in the
+    /// output directory. Directories holding anything else are never
+    /// touched. Default: true.
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
+    /// Prepares the output directory and returns the writer.
+    pub fn build(self) -> Result<PackWriter> {
+        if self.shard_size == 0 {
+            return Err(Error::Config("shard size must be at least 1 byte".into()));
+        }
+        if !self.classes.is_empty() && !self.schema.labels {
+            return Err(Error::Config("class names given but the schema has no labels".into()));
+        }
+        if let Payload::Multipart { parts } = &self.schema.payload
+            && parts.is_empty()
+        {
+            return Err(Error::Config("a multipart schema needs at least one part".into()));
+        }
+        prepare_dir(&self.dir, self.overwrite)?;
+        Ok(PackWriter { cfg: self, current: None, shards: Vec::new() })
+    }
+}
+
+/// Empties (or creates) `dir`, refusing to delete anything that is not ours.
+fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut ours = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+                let name = entry.file_name();
+                match name.to_str() {
+                    Some(n) if is_pack_file(n) => ours.push(entry.path()),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "output directory {} holds {:?}, which is not part of a ringfeed dataset; \
+                             choose an empty or new directory",
+                            dir.display(),
+                            name
+                        )));
+                    }
+                }
+            }
+            if ours.is_empty() {
+                return Ok(());
+            }
+            if !overwrite {
+                return Err(Error::Config(format!(
+                    "output directory {} already holds a dataset",
+                    dir.display()
+                )));
+            }
+            // The manifest goes first and durably: from then on the old
+            // dataset no longer opens, whatever else survives a crash.
+            let manifest = dir.join(MANIFEST_FILE);
+            if manifest.exists() {
+                fs::remove_file(&manifest).map_err(|e| Error::io("remove", &manifest, e))?;
+                sync_dir(dir)?;
+            }
+            for path in ours.iter().filter(|p| **p != manifest) {
+                fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+        }
+        Err(e) => Err(Error::io("open directory", dir, e)),
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Writes a pack dataset record by record.
+///
+/// ```
+/// use ringfeed::{Dataset, PackWriter, Payload, Schema};
+/// # fn main() -> ringfeed::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let schema = Schema { payload: Payload::Text, labels: true, keys: false };
+/// let mut w = PackWriter::builder(dir.path()).schema(schema).build()?;
+/// w.push(b"hello", 1, None)?;
+/// w.push(b"world", 0, None)?;
+/// let manifest = w.finish()?;
+/// assert_eq!(manifest.records, 2);
+/// let ds = Dataset::open(dir.path())?;
+/// assert_eq!(ds.record(1)?.payload, b"world");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PackWriter {
+    cfg: PackWriterBuilder,
+    current: Option<ShardWriter>,
+    shards: Vec<ShardInfo>,
+}
+
+impl PackWriter {
+    /// Starts configuring a writer into directory `dir` (created if
+    /// missing).
+    pub fn builder(dir: impl Into<PathBuf>) -> PackWriterBuilder {
+        PackWriterBuilder {
+            dir: dir.into(),
+            shard_size: DEFAULT_SHARD_SIZE,
+            schema: Schema { payload: Payload::Bytes, labels: false, keys: false },
+            classes: Vec::new(),
+            source: "api".into(),
+            overwrite: true,
+        }
+    }
+
+    /// Appends one record. `label` is ignored unless the schema has labels
+    /// and must fit in an `i32`; `key` is stored when the schema has keys.
+    pub fn push(&mut self, payload: &[u8], label: i64, key: Option<&str>) -> Result<()> {
+        let len = payload.len() as u64;
+        let key = if self.cfg.schema.keys { key.unwrap_or("") } else { "" };
+        let what = || key_or_index(key, self.record_count());
+        if len > MAX_RECORD_LEN {
+            return Err(Error::Config(format!(
+                "record {} is {len} bytes; the format's limit is {MAX_RECORD_LEN}",
+                what()
+            )));
+        }
+        let label = if self.cfg.schema.labels {
+            i32::try_from(label).map_err(|_| {
+                Error::Config(format!("label {label} of record {} does not fit in 32 bits", what()))
+            })?
+        } else {
+            0
+        };
+        if let Some(shard) = &self.current
+            && shard.record_count() > 0
+            && (shard.data_len + len > self.cfg.shard_size
+                || shard.keys.len() as u64 + key.len() as u64 > u64::from(u32::MAX))
+        {
+            self.close_shard()?;
+        }
+        if self.current.is_none() {
+            let n = self.shards.len();
+            self.current = Some(ShardWriter::create(&self.cfg.dir, n, self.cfg.schema.keys)?);
+        }
+        let shard = self.current.as_mut().expect("shard opened above");
+        shard.push(payload, label, key)
+    }
+
+    fn record_count(&self) -> u64 {
+        self.shards.iter().map(|s| s.records).sum::<u64>()
+            + self.current.as_ref().map_or(0, |s| s.record_count())
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        if let Some(shard) = self.current.take() {
+            self.shards.push(shard.finish()?);
+        }
+        Ok(())
+    }
+
+    /// Closes the last shard and writes the manifest, making the dataset
+    /// visible. Returns the manifest written.
+    pub fn finish(mut self) -> Result<Manifest> {
+        self.close_shard()?;
+        let dir = self.cfg.dir.clone();
+        sync_dir(&dir)?;
+        let manifest = Manifest::new(
+            &self.cfg.source,
+            self.cfg.schema.clone(),
+            std::mem::take(&mut self.cfg.classes),
+            std::mem::take(&mut self.shards),
+        );
+        let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(&manifest.to_bytes()).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        let dst = dir.join(MANIFEST_FILE);
+        fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
+        sync_dir(&dir)?;
+        Ok(manifest)
+    }
+}
+
+fn key_or_index(key: &str, index: u64) -> String {
+    if key.is_empty() { format!("#{index}") } else { format!("{key:?}") }
+}
+
+/// One shard being written.
+#[derive(Debug)]
+struct ShardWriter {
+    tmp: PathBuf,
+    dst: PathBuf,
+    name: String,
+    out: BufWriter<File>,
+    has_keys: bool,
+    data_len: u64,
+    /// CRC32C of every byte after the header, in file order.
+    body_crc: u32,
+    index: Vec<u8>,
+    keys: Vec<u8>,
+}
+
+impl ShardWriter {
+    fn create(dir: &Path, n: usize, has_keys: bool) -> Result<Self> {
+        let name = shard_file_name(n);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        // Placeholder; the real header is written once the layout is known.
+        out.write_all(&[0u8; HEADER_LEN as usize]).map_err(|e| Error::io("write", &tmp, e))?;
+        Ok(ShardWriter {
+            dst: dir.join(&name),
+            tmp,
+            name,
+            out,
+            has_keys,
+            data_len: 0,
+            body_crc: 0,
+            index: Vec::new(),
+            keys: Vec::new(),
+        })
+    }
+
+    fn record_count(&self) -> u64 {
+        self.index.len() as u64 / ENTRY_LEN
+    }
+
+    fn push(&mut self, payload: &[u8], label: i32, key: &str) -> Result<()> {
+        let offset = HEADER_LEN + self.data_len;
+        self.write(payload, offset)?;
+        self.keys.extend_from_slice(key.as_bytes());
+        let entry = Entry {
+            offset,
+            len: payload.len() as u32,
+            crc32c: crc32c::crc32c(payload),
+            label,
+            key_end: self.keys.len() as u32,
+        };
+        entry.encode_into(&mut self.index);
+        self.data_len += payload.len() as u64;
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
+        self.body_crc = crc32c::crc32c_append(self.body_crc, bytes);
+        self.out.write_all(bytes).map_err(|e| Error::io_at("write", &self.tmp, offset, e))
+    }
+
+    fn finish(mut self) -> Result<ShardInfo> {
+        let count = self.record_count();
+        let header = Header::layout(count, self.data_len, self.keys.len() as u64, self.has_keys);
+        let data_end = header.data_offset + header.data_len;
+        let pad = vec![0u8; (header.index_offset - data_end) as usize];
+        self.write(&pad, data_end)?;
+        let index = std::mem::take(&mut self.index);
+        let keys = std::mem::take(&mut self.keys);
+        self.write(&index, header.index_offset)?;
+        self.write(&keys, header.keys_offset)?;
+        let header_bytes = header.encode();
+        let mut meta_crc = crc32c::crc32c(&header_bytes);
+        meta_crc = crc32c::crc32c_append(meta_crc, &index);
+        meta_crc = crc32c::crc32c_append(meta_crc, &keys);
+        let footer = Footer { record_count: count, checksum: meta_crc }.encode();
+        self.write(&footer, header.footer_offset)?;
+        let file = self.out.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+        file.write_all_at(&header_bytes, 0).map_err(|e| Error::io_at("write", &self.tmp, 0, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        drop(file);
+        fs::rename(&self.tmp, &self.dst).map_err(|e| Error::io("rename", &self.dst, e))?;
+        let body_len = header.file_len() - HEADER_LEN;
+        Ok(ShardInfo {
+            file: self.name,
+            records: count,
+            bytes: header.file_len(),
+            payload_bytes: self.data_len,
+            index_crc32c: meta_crc,
+            file_crc32c: crc32c::crc32c_combine(
+                crc32c::crc32c(&header_bytes),
+                self.body_crc,
+                body_len as usize,
+            ),
+        })
+    }
+}

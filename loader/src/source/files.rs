@@ -1,0 +1,68 @@
+//! A plain directory of files (text documents, blobs): one record per file,
+//! keyed by its relative path, no labels.
+
+use std::path::Path;
+
+use super::walk::{WalkedFile, read_file, walk_files};
+use super::{Source, SourceItem};
+use crate::error::{Error, Result};
+use crate::pack::manifest::{Payload, Schema};
+
+/// Extensions whose files are taken to be UTF-8 text.
+const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "md", "json", "jsonl", "csv", "tsv", "xml", "html", "htm"];
+
+/// Every regular file under a directory, recursively, sorted by path.
+///
+/// The payload kind is [`Payload::Text`] when every file has a text
+/// extension (`txt`, `md`, `json`, ...); such files are checked to be UTF-8
+/// when read. Otherwise it is [`Payload::Bytes`].
+#[derive(Debug)]
+pub struct FilesSource {
+    files: Vec<WalkedFile>,
+    text: bool,
+}
+
+impl FilesSource {
+    /// Lists the files under `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        let files = walk_files(root)?;
+        let text = !files.is_empty()
+            && files.iter().all(|f| {
+                Path::new(&f.rel)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            });
+        Ok(FilesSource { files, text })
+    }
+}
+
+impl Source for FilesSource {
+    fn format(&self) -> &'static str {
+        "files"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema { payload: if self.text { Payload::Text } else { Payload::Bytes }, labels: false, keys: true }
+    }
+
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn item(&self, i: usize) -> SourceItem<'_> {
+        let f = &self.files[i];
+        SourceItem { key: Some(&f.rel), label: 0, size: f.size }
+    }
+
+    fn read(&self, i: usize) -> Result<Vec<u8>> {
+        let f = &self.files[i];
+        let bytes = read_file(&f.path)?;
+        if self.text
+            && let Err(e) = std::str::from_utf8(&bytes)
+        {
+            return Err(Error::corrupt(&f.path, e.valid_up_to() as u64, "text file is not valid UTF-8"));
+        }
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,78 @@
+//! Inputs the packer reads: ImageFolder trees, plain directories of files,
+//! WebDataset tar shards, TFRecord and FFRecord files.
+//!
+//! A source is opened in two steps: `open` enumerates its records (paths,
+//! offsets, labels, keys) without reading payloads, then the packer calls
+//! [`Source::read`] for each record, from several threads at once, and
+//! writes the results in index order. Every source validates its own
+//! framing (TFRecord length CRCs, FFRecord header checksum, tar headers) and
+//! reports damage as [`Error::Corrupt`](crate::Error::Corrupt) naming file
+//! and offset.
+
+mod detect;
+mod ffrecord;
+mod files;
+mod imagefolder;
+mod tar;
+mod tfrecord;
+mod walk;
+
+use std::path::Path;
+
+pub use self::detect::{SourceFormat, open_source};
+pub use self::ffrecord::FfRecordSource;
+pub use self::files::FilesSource;
+pub use self::imagefolder::ImageFolderSource;
+pub use self::tar::TarSource;
+pub use self::tfrecord::TfRecordSource;
+use crate::error::Result;
+use crate::pack::manifest::Schema;
+
+/// Metadata of one source record, known before its payload is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceItem<'a> {
+    /// Key stored with the record (relative path, WebDataset key), if any.
+    pub key: Option<&'a str>,
+    /// Class label (ignored when the schema has no labels).
+    pub label: i64,
+    /// Payload size in bytes, exact or estimated; used to bound memory.
+    pub size: u64,
+}
+
+/// A collection of records to pack.
+pub trait Source: Send + Sync {
+    /// Short name of the format, stored in the manifest (`"imagefolder"`).
+    fn format(&self) -> &'static str;
+    /// What the records hold.
+    fn schema(&self) -> Schema;
+    /// Class names for labels; empty when labels are plain integers.
+    fn classes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Number of records.
+    fn len(&self) -> usize;
+    /// True when there are no records.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Metadata of record `i` (`i < len()`).
+    fn item(&self, i: usize) -> SourceItem<'_>;
+    /// Reads the payload of record `i`, validating the source's own
+    /// checksums. Called concurrently from several threads.
+    fn read(&self, i: usize) -> Result<Vec<u8>>;
+}
+
+/// Reads `len` bytes at `offset` of `file`, mapping a short read to a
+/// corruption error (the source's framing promised those bytes).
+pub(crate) fn read_range(file: &std::fs::File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            crate::Error::corrupt(path, offset, format!("file ends inside a {len}-byte record"))
+        } else {
+            crate::Error::io_at("read", path, offset, e)
+        }
+    })?;
+    Ok(buf)
+}
