@@ -1,10 +1,15 @@
-//! Packing a [`Source`] into a dataset: payloads are read by a pool of
-//! threads, a batch of records at a time, while the previous batch is being
-//! written; records are written strictly in source order, so the output
-//! does not depend on the number of threads.
+//! Packing a [`Source`] into a dataset.
+//!
+//! A reader thread fills a batch buffer (up to 64 MiB of records) with a
+//! pool of worker threads, each reading records straight into their slot of
+//! the buffer and checksumming them; meanwhile the caller's thread writes
+//! the previous batch. Two buffers circulate, so memory is bounded and no
+//! page is faulted in twice. Records are written strictly in source order,
+//! so the output does not depend on the number of threads.
 
+use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread;
 
@@ -13,11 +18,14 @@ use crate::pack::manifest::Manifest;
 use crate::pack::writer::{DEFAULT_SHARD_SIZE, PackWriter};
 use crate::source::Source;
 
-/// Bytes of payload read ahead of the writer (per batch; two batches are
-/// in memory at most: one being written, one being read).
-const BATCH_BYTES: u64 = 64 << 20;
+/// Payload bytes per batch; a larger record gets a batch of its own. Small
+/// enough that filling the pipeline at the start and draining it at the end
+/// cost little, large enough to keep every reader busy.
+const BATCH_BYTES: u64 = 16 << 20;
 /// Records per batch at most, so small files still overlap reads and writes.
 const BATCH_RECORDS: usize = 4096;
+/// Batch buffers in circulation: one being read, one being written.
+const BUFFERS: usize = 2;
 
 /// Options of [`pack`]. Build with [`PackOptions::builder`].
 #[derive(Debug, Clone)]
@@ -36,9 +44,9 @@ pub struct PackOptionsBuilder {
 impl PackOptions {
     /// Starts from the defaults.
     pub fn builder() -> PackOptionsBuilder {
-        let threads = thread::available_parallelism().map_or(2, |n| n.get());
+        let cpus = thread::available_parallelism().map_or(2, |n| n.get());
         PackOptionsBuilder {
-            opts: PackOptions { shard_size: DEFAULT_SHARD_SIZE, threads: (threads * 2).max(4) },
+            opts: PackOptions { shard_size: DEFAULT_SHARD_SIZE, threads: (cpus * 2).max(4) },
         }
     }
 }
@@ -78,8 +86,17 @@ pub struct PackProgress {
     pub bytes: u64,
     /// Records in the source.
     pub total_records: u64,
-    /// Payload bytes in the source, as listed before reading.
+    /// Payload bytes in the source.
     pub total_bytes: u64,
+}
+
+/// A batch of consecutive records read into one buffer (which may be
+/// longer than the records it holds).
+struct Batch {
+    range: Range<usize>,
+    buf: Vec<u8>,
+    /// Per record: (start in `buf`, CRC32C).
+    spans: Vec<(usize, u32)>,
 }
 
 /// Packs every record of `source` into a new dataset in `out_dir`.
@@ -106,55 +123,64 @@ pub fn pack(
         total_bytes: (0..n).map(|i| source.item(i).size).sum(),
     };
     let batches = plan_batches(source);
-    let mut next = 0usize;
     thread::scope(|scope| -> Result<()> {
-        // One batch in the channel, one being read: reading overlaps writing.
-        let (tx, rx) = mpsc::sync_channel::<Vec<Result<Vec<u8>>>>(1);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(BUFFERS);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..BUFFERS {
+            free_tx.send(Vec::new()).expect("receiver alive");
+        }
         let reader = scope.spawn(move || {
             for range in batches {
-                let payloads = read_batch(source, range, options.threads);
-                let failed = payloads.iter().any(Result::is_err);
-                if tx.send(payloads).is_err() || failed {
+                let Ok(buf) = free_rx.recv() else { break };
+                let batch = read_batch(source, range, buf, options.threads);
+                let failed = batch.is_err();
+                if full_tx.send(batch).is_err() || failed {
                     break;
                 }
             }
         });
         let result = (|| {
-            for payloads in rx.iter() {
-                for payload in payloads {
-                    let payload = payload?;
-                    let item = source.item(next);
-                    writer.push(&payload, item.label, item.key)?;
-                    next += 1;
+            for batch in full_rx.iter() {
+                let batch = batch?;
+                for (k, &(start, crc)) in batch.spans.iter().enumerate() {
+                    let i = batch.range.start + k;
+                    let item = source.item(i);
+                    let payload = &batch.buf[start..start + item.size as usize];
+                    writer.push_checksummed(payload, crc, item.label, item.key)?;
                     p.records += 1;
-                    p.bytes += payload.len() as u64;
+                    p.bytes += item.size;
                     progress(p);
                 }
+                // The reader may have finished already; then the buffer is
+                // simply dropped.
+                let _ = free_tx.send(batch.buf);
             }
             Ok(())
         })();
-        drop(rx);
-        reader.join().map_err(|_| Error::Config("a source reader thread panicked".into()))?;
+        drop(full_rx);
+        drop(free_tx);
+        reader.join().map_err(|_| Error::Config("the source reader thread panicked".into()))?;
         result
     })?;
-    if next != n {
-        return Err(Error::Config(format!("source yielded {next} of {n} records")));
+    if p.records != n as u64 {
+        return Err(Error::Config(format!("source yielded {} of {n} records", p.records)));
     }
     writer.finish()
 }
 
 /// Splits `0..len` into consecutive batches bounded in bytes and records.
-fn plan_batches(source: &dyn Source) -> Vec<std::ops::Range<usize>> {
+fn plan_batches(source: &dyn Source) -> Vec<Range<usize>> {
     let mut batches = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
     for i in 0..source.len() {
-        bytes += source.item(i).size;
-        if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_RECORDS {
-            batches.push(start..i + 1);
-            start = i + 1;
+        let size = source.item(i).size;
+        if i > start && (bytes + size > BATCH_BYTES || i - start >= BATCH_RECORDS) {
+            batches.push(start..i);
+            start = i;
             bytes = 0;
         }
+        bytes += size;
     }
     if start < source.len() {
         batches.push(start..source.len());
@@ -162,41 +188,63 @@ fn plan_batches(source: &dyn Source) -> Vec<std::ops::Range<usize>> {
     batches
 }
 
-/// Reads a batch with `threads` workers taking records in turn; results are
-/// returned in index order.
-fn read_batch(source: &dyn Source, range: std::ops::Range<usize>, threads: usize) -> Vec<Result<Vec<u8>>> {
-    let len = range.len();
-    let next = AtomicUsize::new(0);
-    let workers = threads.min(len).max(1);
-    let mut slots: Vec<Option<Result<Vec<u8>>>> = (0..len).map(|_| None).collect();
-    let results: Vec<Vec<(usize, Result<Vec<u8>>)>> = thread::scope(|scope| {
+/// Reads the records of `range` into `buf` with up to `threads` workers,
+/// each taking the next unread record; checksums are computed by the
+/// worker that read the record, while it is still in cache.
+fn read_batch(source: &dyn Source, range: Range<usize>, mut buf: Vec<u8>, threads: usize) -> Result<Batch> {
+    let sizes: Vec<usize> = range
+        .clone()
+        .map(|i| usize::try_from(source.item(i).size).map_err(|_| Error::Config("record too large".into())))
+        .collect::<Result<_>>()?;
+    let total: usize = sizes.iter().sum();
+    // Every byte up to `total` is overwritten by the reads, so a buffer
+    // that is already long enough is reused without clearing.
+    if buf.len() < total {
+        buf.resize(total, 0);
+    }
+    // Hand out disjoint slots of the buffer through a shared queue.
+    let mut slots = Vec::with_capacity(sizes.len());
+    let mut rest = &mut buf[..total];
+    for (k, &size) in sizes.iter().enumerate() {
+        let (slot, tail) = rest.split_at_mut(size);
+        slots.push((k, slot));
+        rest = tail;
+    }
+    slots.reverse();
+    let queue = Mutex::new(slots);
+    let workers = threads.min(sizes.len()).max(1);
+    let crcs: Vec<Result<Vec<(usize, u32)>>> = thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        if k >= len {
-                            break;
-                        }
-                        done.push((k, source.read(range.start + k)));
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                        let Some((k, slot)) = next else { break };
+                        source.read_into(range.start + k, slot)?;
+                        done.push((k, crc32c::crc32c(slot)));
                     }
-                    done
+                    Ok(done)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Vec::new())).collect()
-    });
-    for (k, r) in results.into_iter().flatten() {
-        slots[k] = Some(r);
-    }
-    slots
-        .into_iter()
-        .enumerate()
-        .map(|(k, s)| {
-            s.unwrap_or_else(|| {
-                Err(Error::Config(format!("reading source record {} panicked", range.start + k)))
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Err(Error::Config("a source reader thread panicked".into())))
             })
-        })
-        .collect()
+            .collect()
+    });
+    let mut spans = vec![(0usize, 0u32); sizes.len()];
+    let mut start = 0;
+    for (k, &size) in sizes.iter().enumerate() {
+        spans[k].0 = start;
+        start += size;
+    }
+    for worker in crcs {
+        for (k, crc) in worker? {
+            spans[k].1 = crc;
+        }
+    }
+    Ok(Batch { range, buf, spans })
 }

@@ -18,7 +18,12 @@ use crate::error::{Error, Result};
 
 /// Default target shard size: 256 MiB.
 pub const DEFAULT_SHARD_SIZE: u64 = 256 << 20;
-const WRITE_BUFFER: usize = 4 << 20;
+/// Records at least this large bypass the write buffer (one copy less);
+/// smaller ones are gathered so that small records are not one syscall each.
+const WRITE_BUFFER: usize = 64 << 10;
+/// Write-back is started every this many bytes, so the fsync that closes a
+/// shard waits for the last few megabytes instead of the whole shard.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Name of shard `n` in a dataset directory.
 pub(crate) fn shard_file_name(n: usize) -> String {
@@ -189,6 +194,18 @@ impl PackWriter {
     /// Appends one record. `label` is ignored unless the schema has labels
     /// and must fit in an `i32`; `key` is stored when the schema has keys.
     pub fn push(&mut self, payload: &[u8], label: i64, key: Option<&str>) -> Result<()> {
+        self.push_checksummed(payload, crc32c::crc32c(payload), label, key)
+    }
+
+    /// [`push`](Self::push) for a payload whose CRC32C the caller computed.
+    pub(crate) fn push_checksummed(
+        &mut self,
+        payload: &[u8],
+        crc: u32,
+        label: i64,
+        key: Option<&str>,
+    ) -> Result<()> {
+        debug_assert_eq!(crc, crc32c::crc32c(payload));
         let len = payload.len() as u64;
         let key = if self.cfg.schema.keys { key.unwrap_or("") } else { "" };
         let what = || key_or_index(key, self.record_count());
@@ -217,7 +234,7 @@ impl PackWriter {
             self.current = Some(ShardWriter::create(&self.cfg.dir, n, self.cfg.schema.keys)?);
         }
         let shard = self.current.as_mut().expect("shard opened above");
-        shard.push(payload, label, key)
+        shard.push(payload, crc, label, key)
     }
 
     fn record_count(&self) -> u64 {
@@ -270,6 +287,10 @@ struct ShardWriter {
     data_len: u64,
     /// CRC32C of every byte after the header, in file order.
     body_crc: u32,
+    /// Bytes written so far, header placeholder included.
+    written: u64,
+    /// Write-back has been started for bytes before this offset.
+    writeback_from: u64,
     index: Vec<u8>,
     keys: Vec<u8>,
 }
@@ -295,6 +316,8 @@ impl ShardWriter {
             has_keys,
             data_len: 0,
             body_crc: 0,
+            written: HEADER_LEN,
+            writeback_from: 0,
             index: Vec::new(),
             keys: Vec::new(),
         })
@@ -304,17 +327,12 @@ impl ShardWriter {
         self.index.len() as u64 / ENTRY_LEN
     }
 
-    fn push(&mut self, payload: &[u8], label: i32, key: &str) -> Result<()> {
+    fn push(&mut self, payload: &[u8], crc: u32, label: i32, key: &str) -> Result<()> {
         let offset = HEADER_LEN + self.data_len;
         self.write(payload, offset)?;
         self.keys.extend_from_slice(key.as_bytes());
-        let entry = Entry {
-            offset,
-            len: payload.len() as u32,
-            crc32c: crc32c::crc32c(payload),
-            label,
-            key_end: self.keys.len() as u32,
-        };
+        let entry =
+            Entry { offset, len: payload.len() as u32, crc32c: crc, label, key_end: self.keys.len() as u32 };
         entry.encode_into(&mut self.index);
         self.data_len += payload.len() as u64;
         Ok(())
@@ -322,7 +340,20 @@ impl ShardWriter {
 
     fn write(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
         self.body_crc = crc32c::crc32c_append(self.body_crc, bytes);
-        self.out.write_all(bytes).map_err(|e| Error::io_at("write", &self.tmp, offset, e))
+        self.out.write_all(bytes).map_err(|e| Error::io_at("write", &self.tmp, offset, e))?;
+        self.written += bytes.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_EVERY {
+            // Only what left the buffer is in the page cache; a failure here
+            // is a missed optimisation, and the closing fsync reports errors.
+            let upto = self.written - self.out.buffer().len() as u64;
+            let _ = crate::sys::start_writeback(
+                self.out.get_ref(),
+                self.writeback_from,
+                upto - self.writeback_from,
+            );
+            self.writeback_from = upto;
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> Result<ShardInfo> {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::walk::{WalkedFile, read_file, walk_files};
+use super::walk::{WalkedFile, read_file, read_file_into, walk_files};
 use super::{Source, SourceItem};
 use crate::error::{Error, Result};
 use crate::pack::manifest::{Payload, Schema};
@@ -37,6 +37,17 @@ impl FilesSource {
     }
 }
 
+impl FilesSource {
+    fn check_text(&self, i: usize, bytes: &[u8]) -> Result<()> {
+        if !self.text {
+            return Ok(());
+        }
+        std::str::from_utf8(bytes).map(drop).map_err(|e| {
+            Error::corrupt(&self.files[i].path, e.valid_up_to() as u64, "text file is not valid UTF-8")
+        })
+    }
+}
+
 impl Source for FilesSource {
     fn format(&self) -> &'static str {
         "files"
@@ -56,13 +67,13 @@ impl Source for FilesSource {
     }
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
-        let f = &self.files[i];
-        let bytes = read_file(&f.path)?;
-        if self.text
-            && let Err(e) = std::str::from_utf8(&bytes)
-        {
-            return Err(Error::corrupt(&f.path, e.valid_up_to() as u64, "text file is not valid UTF-8"));
-        }
+        let bytes = read_file(&self.files[i].path)?;
+        self.check_text(i, &bytes)?;
         Ok(bytes)
+    }
+
+    fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        read_file_into(&self.files[i].path, out)?;
+        self.check_text(i, out)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::walk::{WalkedFile, read_file, sorted_entries, walk_files};
+use super::walk::{WalkedFile, read_file, read_file_into, sorted_entries, walk_files};
 use super::{Source, SourceItem};
 use crate::error::{Error, Result};
 use crate::pack::manifest::{Payload, Schema};
@@ -89,5 +89,9 @@ impl Source for ImageFolderSource {
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
         read_file(&self.images[i].0.path)
+    }
+
+    fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        read_file_into(&self.images[i].0.path, out)
     }
 }

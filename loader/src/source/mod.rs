@@ -35,7 +35,7 @@ pub struct SourceItem<'a> {
     pub key: Option<&'a str>,
     /// Class label (ignored when the schema has no labels).
     pub label: i64,
-    /// Payload size in bytes, exact or estimated; used to bound memory.
+    /// Exact payload size in bytes, as [`Source::read`] will return it.
     pub size: u64,
 }
 
@@ -60,6 +60,20 @@ pub trait Source: Send + Sync {
     /// Reads the payload of record `i`, validating the source's own
     /// checksums. Called concurrently from several threads.
     fn read(&self, i: usize) -> Result<Vec<u8>>;
+    /// Reads the payload of record `i` into `out`, which is exactly
+    /// `item(i).size` bytes long. Sources override this to avoid a copy.
+    fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        let payload = self.read(i)?;
+        if payload.len() != out.len() {
+            return Err(crate::Error::Config(format!(
+                "source record {i} changed size while packing ({} bytes listed, {} read)",
+                out.len(),
+                payload.len()
+            )));
+        }
+        out.copy_from_slice(&payload);
+        Ok(())
+    }
 }
 
 /// Reads `len` bytes at `offset` of `file`, mapping a short read to a

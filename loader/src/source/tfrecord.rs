@@ -1,19 +1,123 @@
-//! Placeholder: tfrecord source (being written).
+//! TFRecord files: a record is a u64 LE length, the masked CRC32C of those
+//! 8 bytes, the data, and the masked CRC32C of the data.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
 
-use super::{Source, SourceItem};
+use super::detect::container_files;
+use super::{Source, SourceItem, read_range};
 use crate::error::{Error, Result};
+use crate::pack::format::MAX_RECORD_LEN;
 use crate::pack::manifest::{Payload, Schema};
 
-/// tfrecord source.
+/// Extensions of TFRecord files picked from a directory.
+const EXTENSIONS: &[&str] = &["tfrecord", "tfrec", "tfrecords"];
+/// Length, its CRC, and (after the data) the data CRC.
+const HEADER_LEN: u64 = 12;
+const FOOTER_LEN: u64 = 4;
+
+/// TensorFlow's CRC mask: rotate right by 15 and add a constant, so that a
+/// CRC over data that itself holds CRCs does not degenerate.
+pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+}
+
+/// One record: where its data lies.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    file: u32,
+    /// Offset of the data (the record starts `HEADER_LEN` earlier).
+    offset: u64,
+    /// Data length; at most `MAX_RECORD_LEN`, so it fits.
+    len: u32,
+}
+
+/// Records of one TFRecord file or a directory of them (`.tfrecord`,
+/// `.tfrec`, `.tfrecords`, sorted by name), each payload a serialized
+/// `tf.train.Example` passed through unparsed.
+///
+/// Opening reads only the 12-byte record headers, checking every length
+/// CRC and that every record fits in its file; reading a record checks its
+/// data CRC. Compressed (GZIP/ZLIB) TFRecord files are not read.
 #[derive(Debug)]
-pub struct TfRecordSource {}
+pub struct TfRecordSource {
+    files: Vec<(PathBuf, File)>,
+    /// Global index of the first record of each file.
+    first: Vec<usize>,
+    recs: Vec<Rec>,
+}
 
 impl TfRecordSource {
-    /// Opens the source.
-    pub fn open(_path: &Path) -> Result<Self> {
-        Err(Error::Config("tfrecord sources are not supported yet".into()))
+    /// Opens a TFRecord file, or every TFRecord file in directory `path`,
+    /// and lists their records.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut src = TfRecordSource { files: Vec::new(), first: Vec::new(), recs: Vec::new() };
+        for p in container_files(path, EXTENSIONS)? {
+            let file = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
+            let idx = u32::try_from(src.files.len())
+                .map_err(|_| Error::Config(format!("{} holds too many files", path.display())))?;
+            src.first.push(src.recs.len());
+            scan(&file, &p, idx, &mut src.recs)?;
+            src.files.push((p, file));
+        }
+        Ok(src)
+    }
+}
+
+/// Walks the record headers of one file, seeking over the data.
+fn scan(file: &File, path: &Path, idx: u32, recs: &mut Vec<Rec>) -> Result<()> {
+    let file_len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    // Small records are the common case: buffer so a header is not a syscall.
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    let mut pos = 0u64;
+    let mut n = 0u64;
+    while pos < file_len {
+        let bad = |why: String| Error::corrupt_record(path, pos, n, why);
+        if file_len - pos < HEADER_LEN {
+            return Err(bad(format!(
+                "{} trailing bytes, shorter than a record header (truncated file?)",
+                file_len - pos
+            )));
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        r.read_exact(&mut head).map_err(|e| read_err(path, pos, e))?;
+        let len_bytes: [u8; 8] = head[..8].try_into().expect("8 bytes");
+        let len = u64::from_le_bytes(len_bytes);
+        let stored = u32::from_le_bytes(head[8..].try_into().expect("4 bytes"));
+        if masked_crc32c(&len_bytes) != stored {
+            return Err(bad("record length fails its CRC".into()));
+        }
+        let end = pos.checked_add(HEADER_LEN + FOOTER_LEN).and_then(|p| p.checked_add(len));
+        if end.is_none_or(|end| end > file_len) {
+            return Err(bad(format!(
+                "{len}-byte record runs past the end of the {file_len}-byte file (truncated file?)"
+            )));
+        }
+        if len > MAX_RECORD_LEN {
+            // The CRC vouches for the length: a real record, just too big.
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "record {n} at byte {pos} is {len} bytes; the pack format's limit is {MAX_RECORD_LEN}"
+                ),
+            });
+        }
+        recs.push(Rec { file: idx, offset: pos + HEADER_LEN, len: len as u32 });
+        r.seek_relative((len + FOOTER_LEN) as i64).map_err(|e| Error::io_at("seek", path, pos, e))?;
+        pos += HEADER_LEN + len + FOOTER_LEN;
+        n += 1;
+    }
+    Ok(())
+}
+
+fn read_err(path: &Path, offset: u64, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        // The file shrank after we measured it.
+        Error::corrupt(path, offset, "file ends inside a record header")
+    } else {
+        Error::io_at("read", path, offset, e)
     }
 }
 
@@ -21,16 +125,35 @@ impl Source for TfRecordSource {
     fn format(&self) -> &'static str {
         "tfrecord"
     }
+
     fn schema(&self) -> Schema {
-        Schema { payload: Payload::Bytes, labels: false, keys: false }
+        Schema { payload: Payload::TfExample, labels: false, keys: false }
     }
+
     fn len(&self) -> usize {
-        0
+        self.recs.len()
     }
-    fn item(&self, _i: usize) -> SourceItem<'_> {
-        SourceItem { key: None, label: 0, size: 0 }
+
+    fn item(&self, i: usize) -> SourceItem<'_> {
+        SourceItem { key: None, label: 0, size: u64::from(self.recs[i].len) }
     }
-    fn read(&self, _i: usize) -> Result<Vec<u8>> {
-        Err(Error::Config("unsupported".into()))
+
+    fn read(&self, i: usize) -> Result<Vec<u8>> {
+        let rec = self.recs[i];
+        let (path, file) = &self.files[rec.file as usize];
+        let len = u64::from(rec.len);
+        let mut buf = read_range(file, path, rec.offset, len + FOOTER_LEN)?;
+        let stored = u32::from_le_bytes(buf[rec.len as usize..].try_into().expect("4 bytes"));
+        buf.truncate(rec.len as usize);
+        if masked_crc32c(&buf) != stored {
+            let in_file = (i - self.first[rec.file as usize]) as u64;
+            return Err(Error::corrupt_record(
+                path,
+                rec.offset - HEADER_LEN,
+                in_file,
+                "record data fails its CRC",
+            ));
+        }
+        Ok(buf)
     }
 }

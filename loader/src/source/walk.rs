@@ -72,3 +72,21 @@ pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io("read", path, e))
 }
+
+/// Reads a whole file into `out`, which must be exactly the file's size as
+/// seen during the walk; a file that changed size since is an error.
+pub(crate) fn read_file_into(path: &Path, out: &mut [u8]) -> Result<()> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let changed =
+        || Error::Config(format!("{} changed size while being packed; pack a stable copy", path.display()));
+    f.read_exact(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof { changed() } else { Error::io("read", path, e) }
+    })?;
+    let mut probe = [0u8; 1];
+    match f.read(&mut probe) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(changed()),
+        Err(e) => Err(Error::io_at("read", path, out.len() as u64, e)),
+    }
+}

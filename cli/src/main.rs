@@ -1,0 +1,68 @@
+//! The `ringfeed` command: pack datasets, inspect them, verify them.
+//!
+//! Exit codes: 0 success; 1 corruption found (`verify`, or damaged data met
+//! by any command); 2 usage, configuration or I/O errors.
+
+mod cmd_inspect;
+mod cmd_pack;
+mod cmd_verify;
+mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Data loading for deep learning: pack files, direct I/O, seeded epochs.
+#[derive(Debug, Parser)]
+#[command(name = "ringfeed", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pack a source (ImageFolder, files, WebDataset tar, TFRecord, FFRecord) into a dataset.
+    Pack(cmd_pack::Args),
+    /// Print what a dataset holds.
+    Inspect {
+        /// Dataset directory.
+        dataset: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every checksum of a dataset; exit 1 when anything is corrupt.
+    Verify {
+        /// Dataset directory.
+        dataset: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Pack(args) => cmd_pack::run(args),
+        Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),
+        Command::Verify { dataset, json } => cmd_verify::run(&dataset, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let corrupt = err.downcast_ref::<ringfeed::Error>().is_some_and(ringfeed::Error::is_corruption);
+            ExitCode::from(if corrupt { 1 } else { 2 })
+        }
+    }
+}
