@@ -69,6 +69,10 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
                 report.problems.push(Problem { shard: info.file.clone(), record, offset, reason });
                 continue;
             }
+            Err(Error::Unsupported { reason, .. }) => {
+                report.problems.push(Problem { shard: info.file.clone(), record: None, offset: 0, reason });
+                continue;
+            }
             Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 report.problems.push(Problem {
                     shard: info.file.clone(),

@@ -40,7 +40,7 @@ pub struct SourceItem<'a> {
 }
 
 /// A collection of records to pack.
-pub trait Source: Send + Sync {
+pub trait Source: Send + Sync + std::fmt::Debug {
     /// Short name of the format, stored in the manifest (`"imagefolder"`).
     fn format(&self) -> &'static str;
     /// What the records hold.
