@@ -55,8 +55,8 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
         }
         println!("classes   {} ({names})", m.classes.len());
     }
-    if m.records > 0 {
-        println!("mean      {} per record", human_bytes(m.payload_bytes / m.records));
+    if let Some(mean) = m.payload_bytes.checked_div(m.records) {
+        println!("mean      {} per record", human_bytes(mean));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,7 @@ pub(crate) struct Args {
     #[arg(long, value_parser = ["imagefolder", "files", "tar", "tfrecord", "ffrecord"])]
     format: Option<String>,
     /// Target shard size in bytes (suffixes K, M, G allowed).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    #[arg(long, default_value = "128M", value_parser = parse_size)]
     shard_size: u64,
     /// Threads reading the source [default: 2 × CPUs, at least 4].
     #[arg(long)]

@@ -52,7 +52,7 @@ impl PackOptions {
 }
 
 impl PackOptionsBuilder {
-    /// Target shard size in bytes. Default: 256 MiB.
+    /// Target shard size in bytes. Default: 128 MiB.
     pub fn shard_size(mut self, bytes: u64) -> Self {
         self.opts.shard_size = bytes;
         self

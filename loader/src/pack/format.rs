@@ -169,7 +169,7 @@ impl Header {
             return Err(format!("data starts at {}, expected {HEADER_LEN}", self.data_offset));
         }
         let data_end = self.data_offset.checked_add(self.data_len).ok_or("data length overflows")?;
-        if self.index_offset % BLOCK != 0 || self.index_offset < data_end {
+        if !self.index_offset.is_multiple_of(BLOCK) || self.index_offset < data_end {
             return Err(format!(
                 "index offset {} is unaligned or inside the data (data ends at {data_end})",
                 self.index_offset

@@ -85,18 +85,18 @@ impl Shard {
                 format!("index checksum mismatch (footer {:#010x}, computed {crc:#010x})", footer.checksum),
             ));
         }
-        if let Some(info) = expected {
-            if info.records != header.record_count || info.index_crc32c != crc || info.bytes != file_len {
-                return Err(Error::corrupt(
-                    &path,
-                    0,
-                    format!(
-                        "shard does not match the manifest ({} records, {} bytes, index crc {:#010x}; \
-                         manifest says {}, {}, {:#010x})",
-                        header.record_count, file_len, crc, info.records, info.bytes, info.index_crc32c
-                    ),
-                ));
-            }
+        if let Some(info) = expected
+            && (info.records != header.record_count || info.index_crc32c != crc || info.bytes != file_len)
+        {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "shard does not match the manifest ({} records, {} bytes, index crc {:#010x}; \
+                     manifest says {}, {}, {:#010x})",
+                    header.record_count, file_len, crc, info.records, info.bytes, info.index_crc32c
+                ),
+            ));
         }
         let shard = Shard { path, file, header, meta };
         shard.check_entries()?;

@@ -11,13 +11,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use super::format::{ENTRY_LEN, Entry, Footer, HEADER_LEN, Header, MAX_RECORD_LEN};
 use super::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
 use crate::error::{Error, Result};
 
-/// Default target shard size: 256 MiB.
-pub const DEFAULT_SHARD_SIZE: u64 = 256 << 20;
+/// Default target shard size: 128 MiB (small enough that closing a shard,
+/// fsync included, overlaps with writing the next one).
+pub const DEFAULT_SHARD_SIZE: u64 = 128 << 20;
 /// Records at least this large bypass the write buffer (one copy less);
 /// smaller ones are gathered so that small records are not one syscall each.
 const WRITE_BUFFER: usize = 64 << 10;
@@ -51,7 +53,7 @@ pub struct PackWriterBuilder {
 impl PackWriterBuilder {
     /// Target size of each shard's record data; a shard is closed before a
     /// record would take it past this size (a record larger than the target
-    /// gets a shard of its own). Default: 256 MiB.
+    /// gets a shard of its own). Default: 128 MiB.
     pub fn shard_size(mut self, bytes: u64) -> Self {
         self.shard_size = bytes;
         self
@@ -97,7 +99,7 @@ impl PackWriterBuilder {
             return Err(Error::Config("a multipart schema needs at least one part".into()));
         }
         prepare_dir(&self.dir, self.overwrite)?;
-        Ok(PackWriter { cfg: self, current: None, shards: Vec::new() })
+        Ok(PackWriter { cfg: self, current: None, closing: None, shards: Vec::new() })
     }
 }
 
@@ -174,6 +176,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub struct PackWriter {
     cfg: PackWriterBuilder,
     current: Option<ShardWriter>,
+    /// The previous shard, being finished (index, fsync, rename) on its
+    /// own thread while the next one fills; at most one at a time.
+    closing: Option<(u64, thread::JoinHandle<Result<ShardInfo>>)>,
     shards: Vec<ShardInfo>,
 }
 
@@ -230,7 +235,7 @@ impl PackWriter {
             self.close_shard()?;
         }
         if self.current.is_none() {
-            let n = self.shards.len();
+            let n = self.shards.len() + usize::from(self.closing.is_some());
             self.current = Some(ShardWriter::create(&self.cfg.dir, n, self.cfg.schema.keys)?);
         }
         let shard = self.current.as_mut().expect("shard opened above");
@@ -239,12 +244,26 @@ impl PackWriter {
 
     fn record_count(&self) -> u64 {
         self.shards.iter().map(|s| s.records).sum::<u64>()
+            + self.closing.as_ref().map_or(0, |c| c.0)
             + self.current.as_ref().map_or(0, |s| s.record_count())
     }
 
+    /// Hands the current shard to a closing thread, so that waiting for its
+    /// fsync overlaps with writing the next shard.
     fn close_shard(&mut self) -> Result<()> {
+        self.join_closing()?;
         if let Some(shard) = self.current.take() {
-            self.shards.push(shard.finish()?);
+            let records = shard.record_count();
+            self.closing = Some((records, thread::spawn(move || shard.finish())));
+        }
+        Ok(())
+    }
+
+    fn join_closing(&mut self) -> Result<()> {
+        if let Some((_, handle)) = self.closing.take() {
+            let info =
+                handle.join().map_err(|_| Error::Config("the shard closing thread panicked".into()))??;
+            self.shards.push(info);
         }
         Ok(())
     }
@@ -253,6 +272,7 @@ impl PackWriter {
     /// visible. Returns the manifest written.
     pub fn finish(mut self) -> Result<Manifest> {
         self.close_shard()?;
+        self.join_closing()?;
         let dir = self.cfg.dir.clone();
         sync_dir(&dir)?;
         let manifest = Manifest::new(
@@ -269,6 +289,17 @@ impl PackWriter {
         fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
         sync_dir(&dir)?;
         Ok(manifest)
+    }
+}
+
+impl Drop for PackWriter {
+    /// A writer dropped without [`finish`](PackWriter::finish) (an error, a
+    /// panic) still waits for its closing thread, so no file in the
+    /// directory changes after the drop returns.
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.closing.take() {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -100,24 +100,29 @@ fn read_header(file: &File, path: &Path, idx: u32, recs: &mut Vec<Rec>) -> Resul
     let crc_at = FIXED_LEN as usize;
     let off_at = crc_at + 4 * n;
     let offset = |i: usize| u64_at(&header, off_at + 8 * i);
+    // Offsets first: each must lie in the file, after its predecessor.
+    let mut prev = header_len;
     for i in 0..n {
         let start = offset(i);
-        let end = if i + 1 < n { offset(i + 1) } else { file_len };
-        // Where the offset itself is stored: the best place to point at.
-        let field = (off_at + 8 * i) as u64;
-        let bad = |why: String| Error::corrupt_record(path, field, i as u64, why);
-        if i == 0 && start < header_len {
-            return Err(bad(format!("sample 0 starts at byte {start}, inside the {header_len}-byte header")));
+        // Point at the stored offset: that is what is wrong.
+        let bad = |why: String| Error::corrupt_record(path, (off_at + 8 * i) as u64, i as u64, why);
+        if start < prev {
+            return Err(bad(if i == 0 {
+                format!("sample 0 starts at byte {start}, inside the {header_len}-byte header")
+            } else {
+                format!("sample {i} starts at byte {start}, before sample {} at {prev}", i - 1)
+            }));
         }
         if start > file_len {
             return Err(bad(format!(
                 "sample {i} starts at byte {start}, past the end of the {file_len}-byte file (truncated file?)"
             )));
         }
-        if end < start {
-            return Err(bad(format!("sample {} starts at byte {end}, before sample {i} at {start}", i + 1)));
-        }
-        let len = end - start;
+        prev = start;
+    }
+    for i in 0..n {
+        let start = offset(i);
+        let len = if i + 1 < n { offset(i + 1) } else { file_len } - start;
         if len > MAX_RECORD_LEN {
             // The checksummed header vouches for it: real, just too big.
             return Err(Error::Unsupported {

@@ -62,10 +62,10 @@ struct Group {
 /// consecutive members with the same key form a sample, and samples never
 /// span shards. Members without an extension, non-regular members and
 /// `__meta__` entries are skipped. A `cls` or `label` member holds the
-/// sample's integer label. When every sample has a single other member
-/// with the same extension, the payload is that member (an image, text or
-/// bytes by extension); otherwise every sample must have the same member
-/// set and the payload is a multipart record of the members in sorted
+/// sample's integer label (all samples have one, or none does). Every
+/// sample must have the same, non-empty set of other members: when that is
+/// one member, the payload is its bytes (an image, text or bytes by
+/// extension); otherwise a multipart record of the members in sorted
 /// extension order. Keys are stored.
 #[derive(Debug)]
 pub struct TarSource {
@@ -137,26 +137,26 @@ fn scan(file: &File, path: &Path, idx: u32, src: &mut TarSource, shape: &mut Opt
             )
         })?;
         next = end.next_multiple_of(BLOCK);
-        let kind = entry.header().as_bytes()[156];
-        let name = std::str::from_utf8(&entry.path_bytes())
+        let raw_name = entry.path_bytes();
+        match entry.header().as_bytes()[156] {
+            // Regular, old-style regular (a directory when its name ends in
+            // '/', as tarfile decides) and contiguous files.
+            b'0' | b'7' => {}
+            0 if !raw_name.ends_with(b"/") => {}
+            b'S' => {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    reason: format!("member at byte {at} is a GNU sparse file"),
+                });
+            }
+            _ => continue,
+        }
+        let name = std::str::from_utf8(&raw_name)
             .map_err(|_| Error::Unsupported {
                 path: path.to_path_buf(),
                 reason: format!("member name at byte {at} is not UTF-8"),
             })?
             .to_string();
-        match kind {
-            // Regular, old-style regular (a directory when its name ends in
-            // '/', as tarfile decides) and contiguous files.
-            b'0' | b'7' => {}
-            0 if !name.ends_with('/') => {}
-            b'S' => {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                    reason: format!("member {name:?} at byte {at} is a GNU sparse file"),
-                });
-            }
-            _ => continue,
-        }
         if is_meta(&name) {
             continue;
         }
@@ -215,6 +215,9 @@ fn push_sample(
         labelled: g.label.is_some(),
     });
     let bad = |why: String| Error::corrupt(path, g.at, format!("sample {:?} {why}", g.key));
+    if exts.is_empty() {
+        return Err(bad("has no members besides its label".into()));
+    }
     if exts != shape.exts {
         return Err(bad(format!(
             "has members {exts:?} but sample {:?} has {:?}; every sample needs the same members",

@@ -19,9 +19,9 @@ const FOOTER_LEN: u64 = 4;
 
 /// TensorFlow's CRC mask: rotate right by 15 and add a constant, so that a
 /// CRC over data that itself holds CRCs does not degenerate.
-pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
+fn masked_crc32c(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// One record: where its data lies.
