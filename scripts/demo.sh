@@ -9,7 +9,8 @@ cd "$root"
 out=${1:-$root/target/demo}
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 2; }
 
-cargo build --release --locked -p ringfeed-cli -p ringfeed-examples --examples
+cargo build --release --locked -p ringfeed-cli --bins
+cargo build --release --locked -p ringfeed-examples --examples
 bin=$root/target/release/ringfeed
 
 shared=$root/../shared/datasets
