@@ -9,9 +9,9 @@ cd "$root"
 out=${1:-$root/target/demo}
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 2; }
 
-cargo build --release --locked -p ringfeed-cli --bins
-cargo build --release --locked -p ringfeed-examples --examples
-bin=$root/target/release/ringfeed
+cargo build --release --locked -p ringfeed-cli -p ringfeed-examples --bins --examples
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=$target/release/ringfeed
 
 shared=$root/../shared/datasets
 data=${BENCH_DATA:-$HOME/.cache/ringfeed-bench}
@@ -41,4 +41,4 @@ if [ -n "$text" ] && [ -d "$text" ]; then
   "$bin" pack "$text" "$out/text"
   "$bin" verify "$out/text"
 fi
-"$root/target/release/examples/stream" "$out/images"
+"$target/release/examples/stream" "$out/images"
