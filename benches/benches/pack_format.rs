@@ -32,9 +32,11 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes((len * RECORDS) as u64));
         let dir = tempfile::tempdir_in(&root).unwrap();
         g.bench_function(BenchmarkId::new("write", RECORDS), |b| b.iter(|| write_dataset(dir.path(), len)));
+        g.throughput(Throughput::Elements(RECORDS as u64));
         g.bench_function(BenchmarkId::new("open", RECORDS), |b| {
             b.iter(|| Dataset::open(dir.path()).unwrap())
         });
+        g.throughput(Throughput::Bytes((len * RECORDS) as u64));
         let ds = Dataset::open(dir.path()).unwrap();
         g.bench_function(BenchmarkId::new("read_all_strided", RECORDS), |b| {
             b.iter(|| {

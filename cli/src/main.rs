@@ -44,6 +44,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A bug must still end in one line and exit code 2, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (please report it): {info}");
+        std::process::exit(2);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -318,6 +318,12 @@ mod tests {
     }
 
     #[test]
+    fn crc32c_is_the_standard_castagnoli_crc() {
+        // The check value FORMAT.md quotes, so other implementations agree.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
     fn entry_round_trips() {
         let e = Entry { offset: 1 << 40, len: 77, crc32c: 0xdead_beef, label: -5, key_end: 9 };
         let mut v = Vec::new();
