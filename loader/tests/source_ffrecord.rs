@@ -2,9 +2,12 @@
 //! implementation of HFAiLab ffrecord's fileio.py, since the package is not
 //! on PyPI), packing it, and damaged copies.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::assert_corrupt;
 use ringfeed::{Dataset, Error, FfRecordSource, PackOptions, Payload, Source};
 use serde_json::Value;
 
@@ -71,15 +74,6 @@ fn offset_field(i: u64) -> u64 {
 fn sample_offset(b: &[u8], i: usize) -> u64 {
     let at = offset_field(i as u64) as usize;
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-#[track_caller]
-fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
-    assert!(err.is_corruption(), "{err}");
-    assert!(matches!(err, Error::Corrupt { offset: o, .. } if *o == offset), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //! scripts/fixtures/make_fixtures.py), packing them, grouping corner cases
 //! and damaged shards.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::assert_corrupt;
 use ringfeed::{Dataset, Error, MAX_RECORD_LEN, PackOptions, Payload, Source, TarSource, split_parts};
 use serde_json::Value;
 
@@ -46,15 +49,6 @@ fn expected(set: &str) -> Vec<Want> {
             Want { key: s["key"].as_str().unwrap().into(), label: s["label"].as_i64().unwrap(), members }
         })
         .collect()
-}
-
-#[track_caller]
-fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
-    assert!(err.is_corruption(), "{err}");
-    assert!(matches!(err, Error::Corrupt { offset: o, .. } if *o == offset), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
 }
 
 /// Checks every sample of `src` against the reference, returning payloads.

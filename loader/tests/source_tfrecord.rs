@@ -1,9 +1,12 @@
 //! TFRecord source: the fixture written by the `tfrecord` Python package
 //! (see scripts/fixtures/make_fixtures.py), packing it, and damaged copies.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::assert_corrupt;
 use ringfeed::{Dataset, Error, MAX_RECORD_LEN, PackOptions, Payload, Source, TfRecordSource};
 use serde_json::Value;
 
@@ -67,15 +70,6 @@ fn damaged_copy(damage: impl FnOnce(&mut Vec<u8>, &[u64])) -> (tempfile::TempDir
     let path = dir.path().join(&name);
     fs::write(&path, bytes).unwrap();
     (dir, path)
-}
-
-#[track_caller]
-fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
-    assert!(err.is_corruption(), "{err}");
-    assert!(matches!(err, Error::Corrupt { offset: o, .. } if *o == offset), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
 }
 
 #[test]

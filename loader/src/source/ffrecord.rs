@@ -5,9 +5,9 @@
 //! offset, the last one to the end of the file.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::detect::container_files;
+use super::containers::Containers;
 use super::{Source, SourceItem, read_range};
 use crate::error::{Error, Result};
 use crate::pack::format::MAX_RECORD_LEN;
@@ -38,26 +38,14 @@ struct Rec {
 /// checks the sample's CRC32.
 #[derive(Debug)]
 pub struct FfRecordSource {
-    files: Vec<(PathBuf, File)>,
-    /// Global index of the first sample of each file.
-    first: Vec<usize>,
-    recs: Vec<Rec>,
+    c: Containers<Rec>,
 }
 
 impl FfRecordSource {
     /// Opens an FFRecord file, or every one in directory `path`, and
     /// validates their headers.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut src = FfRecordSource { files: Vec::new(), first: Vec::new(), recs: Vec::new() };
-        for p in container_files(path, EXTENSIONS)? {
-            let file = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-            let idx = u32::try_from(src.files.len())
-                .map_err(|_| Error::Config(format!("{} holds too many files", path.display())))?;
-            src.first.push(src.recs.len());
-            read_header(&file, &p, idx, &mut src.recs)?;
-            src.files.push((p, file));
-        }
-        Ok(src)
+        Ok(FfRecordSource { c: Containers::open(path, EXTENSIONS, read_header)? })
     }
 }
 
@@ -147,19 +135,19 @@ impl Source for FfRecordSource {
     }
 
     fn len(&self) -> usize {
-        self.recs.len()
+        self.c.recs.len()
     }
 
     fn item(&self, i: usize) -> SourceItem<'_> {
-        SourceItem { key: None, label: 0, size: u64::from(self.recs[i].len) }
+        SourceItem { key: None, label: 0, size: u64::from(self.c.recs[i].len) }
     }
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
-        let rec = self.recs[i];
-        let (path, file) = &self.files[rec.file as usize];
+        let rec = self.c.recs[i];
+        let (path, file) = self.c.file(rec.file);
         let buf = read_range(file, path, rec.offset, u64::from(rec.len))?;
         if crc32fast::hash(&buf) != rec.crc32 {
-            let in_file = (i - self.first[rec.file as usize]) as u64;
+            let in_file = self.c.index_in_file(i, rec.file);
             return Err(Error::corrupt_record(path, rec.offset, in_file, "sample fails its CRC32"));
         }
         Ok(buf)

@@ -9,6 +9,7 @@
 //! reports damage as [`Error::Corrupt`](crate::Error::Corrupt) naming file
 //! and offset.
 
+mod containers;
 mod detect;
 mod ffrecord;
 mod files;

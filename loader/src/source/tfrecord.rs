@@ -3,9 +3,9 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::detect::container_files;
+use super::containers::Containers;
 use super::{Source, SourceItem, read_range};
 use crate::error::{Error, Result};
 use crate::pack::format::MAX_RECORD_LEN;
@@ -43,26 +43,14 @@ struct Rec {
 /// data CRC. Compressed (GZIP/ZLIB) TFRecord files are not read.
 #[derive(Debug)]
 pub struct TfRecordSource {
-    files: Vec<(PathBuf, File)>,
-    /// Global index of the first record of each file.
-    first: Vec<usize>,
-    recs: Vec<Rec>,
+    c: Containers<Rec>,
 }
 
 impl TfRecordSource {
     /// Opens a TFRecord file, or every TFRecord file in directory `path`,
     /// and lists their records.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut src = TfRecordSource { files: Vec::new(), first: Vec::new(), recs: Vec::new() };
-        for p in container_files(path, EXTENSIONS)? {
-            let file = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-            let idx = u32::try_from(src.files.len())
-                .map_err(|_| Error::Config(format!("{} holds too many files", path.display())))?;
-            src.first.push(src.recs.len());
-            scan(&file, &p, idx, &mut src.recs)?;
-            src.files.push((p, file));
-        }
-        Ok(src)
+        Ok(TfRecordSource { c: Containers::open(path, EXTENSIONS, scan)? })
     }
 }
 
@@ -131,22 +119,22 @@ impl Source for TfRecordSource {
     }
 
     fn len(&self) -> usize {
-        self.recs.len()
+        self.c.recs.len()
     }
 
     fn item(&self, i: usize) -> SourceItem<'_> {
-        SourceItem { key: None, label: 0, size: u64::from(self.recs[i].len) }
+        SourceItem { key: None, label: 0, size: u64::from(self.c.recs[i].len) }
     }
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
-        let rec = self.recs[i];
-        let (path, file) = &self.files[rec.file as usize];
+        let rec = self.c.recs[i];
+        let (path, file) = self.c.file(rec.file);
         let len = u64::from(rec.len);
         let mut buf = read_range(file, path, rec.offset, len + FOOTER_LEN)?;
         let stored = u32::from_le_bytes(buf[rec.len as usize..].try_into().expect("4 bytes"));
         buf.truncate(rec.len as usize);
         if masked_crc32c(&buf) != stored {
-            let in_file = (i - self.first[rec.file as usize]) as u64;
+            let in_file = self.c.index_in_file(i, rec.file);
             return Err(Error::corrupt_record(
                 path,
                 rec.offset - HEADER_LEN,

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ringfeed::{Dataset, PackWriter, Payload, Schema};
+use ringfeed::{Dataset, Error, PackWriter, Payload, Schema};
 
 /// A fresh directory on the real file system (under `target/`), not /tmp,
 /// which may be tmpfs.
@@ -91,4 +91,15 @@ pub fn flip(path: &Path, offset: u64) {
 
 pub fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Asserts that `err` is corruption at `offset` and that its message names
+/// the file and the offset.
+#[track_caller]
+pub fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
+    assert!(err.is_corruption(), "{err}");
+    assert!(matches!(err, Error::Corrupt { offset: o, .. } if *o == offset), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
 }
