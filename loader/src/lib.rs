@@ -39,6 +39,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod order;
 mod pack;
 mod packer;
 mod source;
@@ -46,6 +47,9 @@ mod source;
 mod sys;
 
 pub use crate::error::{Error, Result};
+pub use crate::order::{
+    BlockIter, BlockShuffle, DdpConfig, Permutation, ShuffleQuality, sample_rng, shuffle_quality,
+};
 pub use crate::pack::format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use crate::pack::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
 pub use crate::pack::parts::{join_parts, split_parts};

@@ -31,6 +31,22 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, .. ProptestConfig::default() })]
+
+    /// Few records, each anywhere up to 16 MiB (kept apart from the test
+    /// above so each case stays small).
+    #[test]
+    fn records_up_to_16_mib_round_trip(sizes in prop::collection::vec(0usize..=(16 << 20), 1..4)) {
+        let dir = scratch();
+        let recs = records(&sizes);
+        pack(dir.path(), &recs, 20 << 20);
+        assert_holds(dir.path(), &recs);
+        let clean = verify(dir.path(), |_| {}).unwrap().is_clean();
+        prop_assert!(clean);
+    }
+}
+
 #[test]
 fn empty_dataset_round_trips() {
     let dir = scratch();
