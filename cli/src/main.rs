@@ -3,9 +3,12 @@
 //! Exit codes: 0 success; 1 corruption found (`verify`, or damaged data met
 //! by any command); 2 usage, configuration or I/O errors.
 
+mod cmd_bench;
 mod cmd_inspect;
+mod cmd_order;
 mod cmd_pack;
 mod cmd_verify;
+mod logger;
 mod units;
 
 use std::path::PathBuf;
@@ -33,6 +36,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream epochs of a dataset and report samples/s, MB/s, latency and memory.
+    Bench(cmd_bench::Args),
+    /// Print each batch's record indices for one epoch and rank (JSON lines).
+    Order(cmd_order::Args),
     /// Check every checksum of a dataset; exit 1 when anything is corrupt.
     Verify {
         /// Dataset directory.
@@ -57,8 +64,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    logger::init();
     let result = match cli.command {
         Command::Pack(args) => cmd_pack::run(args),
+        Command::Bench(args) => cmd_bench::run(args),
+        Command::Order(args) => cmd_order::run(args),
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),
         Command::Verify { dataset, json } => cmd_verify::run(&dataset, json),
     };

@@ -54,6 +54,10 @@ pub enum Error {
     /// Invalid arguments or options supplied by the caller.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The loader's worker threads stopped before the stream ended (a
+    /// worker could not start, or stopped unexpectedly).
+    #[error("loader shut down: {0}")]
+    Shutdown(String),
 }
 
 fn at(offset: Option<u64>) -> String {

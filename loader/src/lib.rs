@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod engine;
 mod error;
 mod order;
 mod pack;
@@ -46,6 +47,13 @@ mod source;
 #[expect(unsafe_code, reason = "system calls std does not wrap; see the module docs")]
 mod sys;
 
+pub use crate::engine::batch::{Batch, Digest};
+pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
+pub use crate::engine::loader::Loader;
+pub use crate::engine::metrics::MetricsSnapshot;
+pub use crate::engine::plan::{EpochPlan, Shuffle};
+pub use crate::engine::resources::IoMode;
+pub use crate::engine::state::LoaderState;
 pub use crate::error::{Error, Result};
 pub use crate::order::{
     BlockIter, BlockShuffle, DdpConfig, Permutation, ShuffleQuality, sample_rng, shuffle_quality,

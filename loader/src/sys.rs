@@ -1,9 +1,12 @@
 //! The crate's only `unsafe` code: thin wrappers over Linux system calls
 //! that std does not expose. Each wrapper is safe to call.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Starts write-back of `len` bytes at `offset` of `file` without waiting
 /// for it, so that a later `fsync` finds little left to do. Errors are
@@ -16,4 +19,48 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<
     // valid for the duration of the call because `file` is borrowed.
     let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Direct-I/O alignment of a file as its file system reports it through
+/// `statx(STATX_DIOALIGN)`: `(memory alignment, offset alignment)`.
+/// `Ok(None)` when the file system does not support O_DIRECT on this file
+/// (or the kernel predates 6.1 and cannot say).
+pub(crate) fn dio_alignment(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stx` a valid,
+    // exclusively borrowed out-parameter, both alive for the call.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), 0, libc::STATX_DIOALIGN, &mut stx) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
+        return Ok(None);
+    }
+    Ok(Some((u64::from(stx.stx_dio_mem_align), u64::from(stx.stx_dio_offset_align))))
+}
+
+/// The `RLIMIT_MEMLOCK` limits as `(soft, hard)` in bytes.
+pub(crate) fn memlock_limits() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid out-parameter for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises the soft `RLIMIT_MEMLOCK` to the hard limit; returns the new
+/// `(soft, hard)`.
+pub(crate) fn raise_memlock() -> io::Result<(u64, u64)> {
+    let (soft, hard) = memlock_limits()?;
+    if soft < hard {
+        let lim = libc::rlimit { rlim_cur: hard, rlim_max: hard };
+        // SAFETY: `lim` is a valid, initialised struct read by the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    memlock_limits()
 }

@@ -1,0 +1,169 @@
+//! `ringfeed bench`: streams epochs and reports throughput, latency and
+//! memory, plus a digest of every batch for comparing runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use ringfeed::{DdpConfig, Digest, ErrorPolicy, IoMode, Loader, Shuffle};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Dataset directory.
+    dataset: PathBuf,
+    /// Epochs to stream.
+    #[arg(long, default_value_t = 1)]
+    epochs: u64,
+    /// Records per batch.
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    /// Worker cores [default: all CPUs].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Seed of the epoch orders.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// I/O mode.
+    #[arg(long, default_value = "auto", value_parser = ["direct", "buffered", "auto"])]
+    io: String,
+    /// Epoch order.
+    #[arg(long, default_value = "global", value_parser = ["global", "block", "sequential"])]
+    shuffle: String,
+    /// Records per block (block shuffle).
+    #[arg(long, default_value_t = 64)]
+    block_len: u64,
+    /// Records shuffled together (block shuffle).
+    #[arg(long, default_value_t = 1024)]
+    window: u64,
+    /// Batches queued ahead of the consumer.
+    #[arg(long, default_value_t = 8)]
+    prefetch: usize,
+    /// What to do with corrupt records.
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    on_corrupt: String,
+    /// This process's rank [default: $RANK or 0].
+    #[arg(long)]
+    rank: Option<u64>,
+    /// Number of ranks [default: $WORLD_SIZE or 1].
+    #[arg(long)]
+    world: Option<u64>,
+    /// Drop each epoch's tail instead of padding it.
+    #[arg(long)]
+    drop_last: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn shuffle_of(name: &str, block_len: u64, window: u64) -> Shuffle {
+    match name {
+        "block" => Shuffle::Block { block_len, window },
+        "sequential" => Shuffle::Sequential,
+        _ => Shuffle::Global,
+    }
+}
+
+pub(crate) fn ddp_of(rank: Option<u64>, world: Option<u64>, drop_last: bool) -> ringfeed::Result<DdpConfig> {
+    let env = DdpConfig::from_env()?;
+    DdpConfig::new(rank.unwrap_or(env.rank), world.unwrap_or(env.world_size), drop_last)
+}
+
+/// Peak resident set size of this process, in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let kb = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .to_string();
+            kb.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
+    let mut builder = Loader::builder(&a.dataset)
+        .batch_size(a.batch)
+        .seed(a.seed)
+        .epochs(a.epochs)
+        .prefetch(a.prefetch)
+        .shuffle(shuffle_of(&a.shuffle, a.block_len, a.window))
+        .ddp(ddp_of(a.rank, a.world, a.drop_last)?)
+        .io_mode(match a.io.as_str() {
+            "direct" => IoMode::Direct,
+            "buffered" => IoMode::Buffered,
+            _ => IoMode::Auto,
+        })
+        .on_error(if a.on_corrupt == "skip" { ErrorPolicy::Skip } else { ErrorPolicy::Fail });
+    if let Some(c) = a.cores {
+        builder = builder.cores(c);
+    }
+    let started = Instant::now();
+    let mut loader = builder.build()?;
+    let mut digest = Digest::default();
+    let (mut samples, mut bytes) = (0u64, 0u64);
+    let mut epoch_secs = Vec::new();
+    let mut epoch_started = Instant::now();
+    let mut epoch = loader.state().epoch;
+    for batch in loader.by_ref() {
+        let batch = batch?;
+        if batch.epoch != epoch {
+            epoch_secs.push(epoch_started.elapsed().as_secs_f64());
+            epoch_started = Instant::now();
+            epoch = batch.epoch;
+        }
+        digest.update(&batch);
+        samples += batch.len() as u64;
+        bytes += batch.payload_bytes() as u64;
+    }
+    epoch_secs.push(epoch_started.elapsed().as_secs_f64());
+    let secs = started.elapsed().as_secs_f64();
+    let m = loader.metrics();
+    let first_ms = loader.time_to_first_batch().map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let io = format!("{:?}", loader.io_mode()).to_lowercase();
+    let cores = loader.cores();
+    drop(loader);
+    let rss_mb = peak_rss() as f64 / 1e6;
+    if a.json {
+        let obj = json!({
+            "samples": samples,
+            "batches": m.batches,
+            "seconds": secs,
+            "samples_per_sec": samples as f64 / secs,
+            "mb_per_sec": bytes as f64 / 1e6 / secs,
+            "first_batch_ms": first_ms,
+            "peak_rss_mb": rss_mb,
+            "digest": digest.hex(),
+            "epoch_seconds": epoch_secs,
+            "io": io,
+            "cores": cores,
+            "metrics": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        println!(
+            "{samples} samples in {secs:.2} s: {:.0} samples/s, {:.0} MB/s ({io} I/O, {cores} cores)",
+            samples as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        );
+        println!("first batch {first_ms:.1} ms, peak RSS {rss_mb:.0} MB, digest {}", digest.hex());
+        println!(
+            "reads {} ({:.2} records/read), read latency p50 {} µs p99 {} µs, consumer waited {:.0} ms, \
+             max queue {} batches, skipped {}",
+            m.reads,
+            m.records_per_read,
+            m.read_latency_us_p50,
+            m.read_latency_us_p99,
+            m.consumer_wait_ms,
+            m.queue_depth_max,
+            m.skipped
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

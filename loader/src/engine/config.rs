@@ -1,0 +1,218 @@
+//! [`LoaderBuilder`]: every knob of the loader, with defaults.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::loader::Loader;
+use super::plan::Shuffle;
+use super::resources::IoMode;
+use super::state::LoaderState;
+use crate::error::{Error, Result};
+use crate::order::DdpConfig;
+
+/// What the loader does with a record that fails its checksum or cannot be
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorPolicy {
+    /// Deliver the error (naming shard, record and offset) and end the
+    /// stream.
+    #[default]
+    Fail,
+    /// Leave the record out of its batch, count it
+    /// ([`MetricsSnapshot::skipped`](crate::MetricsSnapshot::skipped)) and
+    /// go on; the batch lists it in [`Batch::skipped`](crate::Batch::skipped).
+    Skip,
+}
+
+/// Configures a [`Loader`]; obtained from [`Loader::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LoaderBuilder {
+    pub(crate) dataset: PathBuf,
+    pub(crate) batch_size: u64,
+    pub(crate) seed: u64,
+    pub(crate) shuffle: Shuffle,
+    pub(crate) ddp: Option<DdpConfig>,
+    pub(crate) drop_last: Option<bool>,
+    pub(crate) cores: Option<usize>,
+    pub(crate) cpus: Option<Vec<usize>>,
+    pub(crate) io_mode: IoMode,
+    pub(crate) prefetch: usize,
+    pub(crate) on_error: ErrorPolicy,
+    pub(crate) start_epoch: u64,
+    pub(crate) start_batch: u64,
+    pub(crate) epochs: u64,
+    pub(crate) io_memory: Option<usize>,
+    pub(crate) max_merge: u64,
+    pub(crate) max_gap: u64,
+    pub(crate) resume: Option<LoaderState>,
+}
+
+impl LoaderBuilder {
+    pub(crate) fn new(dataset: PathBuf) -> Self {
+        LoaderBuilder {
+            dataset,
+            batch_size: 64,
+            seed: 0,
+            shuffle: Shuffle::Global,
+            ddp: None,
+            drop_last: None,
+            cores: None,
+            cpus: None,
+            io_mode: IoMode::Auto,
+            prefetch: 8,
+            on_error: ErrorPolicy::Fail,
+            start_epoch: 0,
+            start_batch: 0,
+            epochs: 1,
+            io_memory: None,
+            max_merge: 1 << 20,
+            max_gap: 32 << 10,
+            resume: None,
+        }
+    }
+
+    /// Records per batch. Default: 64.
+    pub fn batch_size(mut self, n: u64) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Seed of every epoch order and per-sample RNG. Default: 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Epoch order. Default: [`Shuffle::Global`].
+    pub fn shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// Rank, world size and tail policy. Default: from torchrun's `RANK`
+    /// and `WORLD_SIZE` environment variables (rank 0 of 1 when unset),
+    /// padding the tail.
+    pub fn ddp(mut self, ddp: DdpConfig) -> Self {
+        self.ddp = Some(ddp);
+        self
+    }
+
+    /// Drop each epoch's tail (and partial last batch) instead of padding
+    /// it with repeated samples; overrides the flag in [`ddp`](Self::ddp).
+    /// Default: false.
+    pub fn drop_last(mut self, yes: bool) -> Self {
+        self.drop_last = Some(yes);
+        self
+    }
+
+    /// Worker cores (one pinned glommio executor each). Default: the CPUs
+    /// this process may run on.
+    pub fn cores(mut self, n: usize) -> Self {
+        self.cores = Some(n);
+        self
+    }
+
+    /// CPUs to pin the workers to, one each; sets the number of cores.
+    /// Default: CPUs 0, 1, ... for as many cores as configured.
+    pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.cpus = Some(cpus);
+        self
+    }
+
+    /// Direct, buffered or automatic I/O. Default: [`IoMode::Auto`].
+    pub fn io_mode(mut self, mode: IoMode) -> Self {
+        self.io_mode = mode;
+        self
+    }
+
+    /// Batches queued ahead of the consumer, across all workers (each
+    /// worker also has up to two units being read). Default: 8.
+    pub fn prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = batches;
+        self
+    }
+
+    /// Corrupt or unreadable records. Default: [`ErrorPolicy::Fail`].
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// First epoch to run. Default: 0.
+    pub fn start_epoch(mut self, epoch: u64) -> Self {
+        self.start_epoch = epoch;
+        self
+    }
+
+    /// Epochs to run, counting the first (partial, when resuming) one.
+    /// Default: 1.
+    pub fn epochs(mut self, n: u64) -> Self {
+        self.epochs = n;
+        self
+    }
+
+    /// io_uring buffer memory per core. Default: 8 MiB, less when the
+    /// locked-memory limit requires it.
+    pub fn io_memory(mut self, bytes: usize) -> Self {
+        self.io_memory = Some(bytes);
+        self
+    }
+
+    /// Largest read request made by merging neighbouring records.
+    /// Default: 1 MiB.
+    pub fn max_merge(mut self, bytes: u64) -> Self {
+        self.max_merge = bytes;
+        self
+    }
+
+    /// Largest gap between records that are still read with one request
+    /// (the gap's bytes are read and discarded). Default: 32 KiB.
+    pub fn max_gap(mut self, bytes: u64) -> Self {
+        self.max_gap = bytes;
+        self
+    }
+
+    /// Continues from a saved [`LoaderState`]: seed, order, batch size,
+    /// ranks and position all come from it, so the loader yields exactly
+    /// the batches the saved run had not delivered yet. Set
+    /// [`epochs`](Self::epochs) to how many epochs to run from there.
+    pub fn resume(mut self, state: LoaderState) -> Self {
+        self.resume = Some(state);
+        self
+    }
+
+    /// Opens the dataset, starts the workers and returns the loader.
+    pub fn build(mut self) -> Result<Loader> {
+        if let Some(st) = self.resume {
+            self.seed = st.seed;
+            self.shuffle = st.shuffle;
+            self.batch_size = st.batch_size;
+            self.ddp = Some(DdpConfig::new(st.rank, st.world_size, st.drop_last)?);
+            self.drop_last = Some(st.drop_last);
+            self.start_epoch = st.epoch;
+            self.start_batch = st.next_batch;
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if self.prefetch == 0 {
+            return Err(Error::Config("prefetch must be at least 1 batch".into()));
+        }
+        if matches!(self.cores, Some(0)) || self.cpus.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::Config("at least one core is needed".into()));
+        }
+        if self.max_merge == 0 {
+            return Err(Error::Config("max_merge must be at least 1 byte".into()));
+        }
+        if let Shuffle::Block { block_len, window } = self.shuffle
+            && (block_len == 0 || window == 0)
+        {
+            return Err(Error::Config("block shuffle needs block_len and window of at least 1".into()));
+        }
+        Loader::start(self)
+    }
+}

@@ -1,0 +1,312 @@
+//! [`Loader`]: starts the workers and hands their batches to the consumer,
+//! in order, through one bounded channel per worker.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use super::batch::Batch;
+use super::config::LoaderBuilder;
+use super::metrics::{Metrics, MetricsSnapshot};
+use super::plan::{EpochPlan, Shuffle, Unit, units};
+use super::resources::{IoMode, io_memory, resolve_io};
+use super::state::LoaderState;
+use super::worker::{self, WorkerSpec};
+use crate::error::{Error, Result};
+use crate::order::DdpConfig;
+use crate::pack::reader::Dataset;
+
+/// Streams batches of a pack dataset, epoch after epoch.
+///
+/// One pinned glommio executor per core reads with io_uring (direct or
+/// buffered I/O), checks every record's CRC32C and assembles whole batches;
+/// the consumer receives them in a fixed order through bounded channels, as
+/// a blocking [`Iterator`], with [`next_async`](Loader::next_async), or as a
+/// [`Stream`](futures_lite::Stream) via [`into_stream`](Loader::into_stream)
+/// from any async runtime. Batch `b` of epoch `e` holds the same records
+/// whatever the number of cores.
+///
+/// Dropping the loader stops and joins every worker.
+///
+/// ```no_run
+/// # fn main() -> ringfeed::Result<()> {
+/// let mut loader = ringfeed::Loader::builder("/data/imagenet.rf").batch_size(256).seed(7).epochs(90).build()?;
+/// while let Some(batch) = loader.next() {
+///     let batch = batch?;
+///     for (payload, label) in batch.records().zip(&batch.labels) { /* train */ }
+///     let checkpoint = loader.state().to_json(); // resume point after this batch
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Loader {
+    receivers: Vec<flume::Receiver<Result<Batch>>>,
+    workers: Vec<ExecutorJoinHandle<()>>,
+    units: Box<dyn Iterator<Item = Unit> + Send>,
+    /// Units handed out so far; the next unit comes from worker `seq % cores`.
+    seq: usize,
+    /// Worker and batches left of the unit being received.
+    current: Option<(usize, u64)>,
+    state: LoaderState,
+    batches_per_epoch: u64,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    finished: bool,
+    io_mode: IoMode,
+    started: Instant,
+    first_batch: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("state", &self.state)
+            .field("cores", &self.receivers.len())
+            .field("io_mode", &self.io_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    /// Starts configuring a loader over the pack dataset in `dataset`.
+    pub fn builder(dataset: impl AsRef<Path>) -> LoaderBuilder {
+        LoaderBuilder::new(dataset.as_ref().to_path_buf())
+    }
+
+    pub(crate) fn start(cfg: LoaderBuilder) -> Result<Loader> {
+        let started = Instant::now();
+        let dataset = Arc::new(Dataset::open(&cfg.dataset)?);
+        let n = dataset.len();
+        let mut ddp = match cfg.ddp {
+            Some(d) => d,
+            None => DdpConfig::from_env()?,
+        };
+        if let Some(d) = cfg.drop_last {
+            ddp.drop_last = d;
+        }
+        if let Some(st) = cfg.resume
+            && st.records != n
+        {
+            return Err(Error::Config(format!(
+                "the saved state is for a dataset of {} records; {} has {n}",
+                st.records,
+                cfg.dataset.display()
+            )));
+        }
+        let cpus: Vec<Option<usize>> = match (&cfg.cpus, cfg.cores) {
+            (Some(cpus), _) => cpus.iter().copied().map(Some).collect(),
+            (None, cores) => {
+                let online = std::thread::available_parallelism().map_or(1, |c| c.get());
+                let cores = cores.unwrap_or(online);
+                // Pin only when each worker can have a CPU of its own.
+                (0..cores).map(|c| (cores <= online).then_some(c)).collect()
+            }
+        };
+        let cores = cpus.len();
+        let plan = EpochPlan::new(n, cfg.shuffle, cfg.seed, cfg.start_epoch, ddp, cfg.batch_size)?;
+        let batches_per_epoch = plan.batches();
+        if cfg.start_batch > batches_per_epoch {
+            return Err(Error::Config(format!(
+                "cannot start at batch {} of an epoch of {batches_per_epoch} batches",
+                cfg.start_batch
+            )));
+        }
+        let unit_len = match cfg.shuffle {
+            Shuffle::Block { window, .. } => window.div_ceil(cfg.batch_size).max(1),
+            _ => 1,
+        };
+        let end_epoch = cfg.start_epoch + cfg.epochs;
+        let probe = dataset.shards().first().map(|s| s.path().to_path_buf());
+        let (io, align) = resolve_io(cfg.io_mode, dataset.manifest().bytes, probe.as_deref())?;
+        let io_mem = io_memory(cores, cfg.io_memory)?;
+        let metrics = Arc::new(Metrics::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let per_worker = cfg.prefetch.div_ceil(cores).max(1);
+        let mut receivers = Vec::with_capacity(cores);
+        let mut workers = Vec::with_capacity(cores);
+        for (id, cpu) in cpus.iter().enumerate() {
+            let (tx, rx) = flume::bounded(per_worker);
+            receivers.push(rx);
+            let spec = WorkerSpec {
+                id,
+                cores,
+                dataset: dataset.clone(),
+                shuffle: cfg.shuffle,
+                seed: cfg.seed,
+                ddp,
+                batch: cfg.batch_size,
+                unit_len,
+                start_epoch: cfg.start_epoch,
+                start_batch: cfg.start_batch,
+                end_epoch,
+                batches_per_epoch,
+                io,
+                align,
+                max_merge: cfg.max_merge,
+                max_gap: cfg.max_gap,
+                policy: cfg.on_error,
+                tx,
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+            };
+            let placement = match cpu {
+                Some(c) => Placement::Fixed(*c),
+                None => Placement::Unbound,
+            };
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("ringfeed-{id}"))
+                .io_memory(io_mem)
+                .spawn(move || worker::run(spec))
+                .map_err(|e| Error::Shutdown(format!("cannot start worker {id}: {e}")))?;
+            workers.push(handle);
+        }
+        let state = LoaderState {
+            seed: cfg.seed,
+            epoch: cfg.start_epoch,
+            next_batch: cfg.start_batch,
+            batch_size: cfg.batch_size,
+            rank: ddp.rank,
+            world_size: ddp.world_size,
+            drop_last: ddp.drop_last,
+            shuffle: cfg.shuffle,
+            records: n,
+        };
+        Ok(Loader {
+            receivers,
+            workers,
+            units: Box::new(units(cfg.start_epoch, cfg.start_batch, end_epoch, batches_per_epoch, unit_len)),
+            seq: 0,
+            current: None,
+            state,
+            batches_per_epoch,
+            metrics,
+            stop,
+            finished: false,
+            io_mode: io,
+            started,
+            first_batch: None,
+        })
+    }
+
+    /// Where a resumed loader would start: after the last batch delivered.
+    pub fn state(&self) -> LoaderState {
+        self.state
+    }
+
+    /// Batches per epoch for this rank.
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.batches_per_epoch
+    }
+
+    /// The I/O mode in use (`Auto` resolved).
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode
+    }
+
+    /// Number of worker cores.
+    pub fn cores(&self) -> usize {
+        self.receivers.len()
+    }
+
+    /// Time from [`LoaderBuilder::build`] to the first batch delivered.
+    pub fn time_to_first_batch(&self) -> Option<std::time::Duration> {
+        self.first_batch
+    }
+
+    /// The loader's counters now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Which worker sends the next batch; `None` when the run is over.
+    fn next_source(&mut self) -> Option<usize> {
+        if self.finished {
+            return None;
+        }
+        if self.current.is_none_or(|(_, left)| left == 0) {
+            let Some(unit) = self.units.next() else {
+                self.finished = true;
+                return None;
+            };
+            self.current = Some((self.seq % self.receivers.len(), unit.count));
+            self.seq += 1;
+        }
+        let (worker, left) = self.current.as_mut().expect("set above");
+        *left -= 1;
+        let queued: usize = self.receivers.iter().map(|r| r.len()).sum();
+        self.metrics.queue_depth_max.fetch_max(queued as u64, Ordering::Relaxed);
+        Some(*worker)
+    }
+
+    fn received(
+        &mut self,
+        worker: usize,
+        waited: std::time::Duration,
+        got: std::result::Result<Result<Batch>, flume::RecvError>,
+    ) -> Result<Batch> {
+        self.metrics.wait_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        let result = match got {
+            Ok(r) => r,
+            Err(flume::RecvError::Disconnected) => Err(Error::Shutdown(format!(
+                "worker {worker} stopped before epoch {} batch {}",
+                self.state.epoch, self.state.next_batch
+            ))),
+        };
+        match &result {
+            Ok(batch) => {
+                debug_assert_eq!((batch.epoch, batch.index), (self.state.epoch, self.state.next_batch));
+                self.state.advance(self.batches_per_epoch);
+                self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                self.first_batch.get_or_insert_with(|| self.started.elapsed());
+            }
+            Err(_) => self.finished = true,
+        }
+        result
+    }
+
+    /// The next batch, waiting without blocking the thread: usable from
+    /// any async runtime (tokio included), no glommio needed.
+    pub async fn next_async(&mut self) -> Option<Result<Batch>> {
+        let worker = self.next_source()?;
+        let began = Instant::now();
+        let got = self.receivers[worker].recv_async().await;
+        Some(self.received(worker, began.elapsed(), got))
+    }
+
+    /// The batches as an async [`Stream`](futures_lite::Stream).
+    pub fn into_stream(self) -> impl futures_lite::Stream<Item = Result<Batch>> + Send {
+        futures_lite::stream::unfold(self, |mut loader| async move {
+            let item = loader.next_async().await?;
+            Some((item, loader))
+        })
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch>;
+
+    /// The next batch, blocking until it is ready; `None` after the last
+    /// epoch, or after an error was returned.
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let worker = self.next_source()?;
+        let began = Instant::now();
+        let got = self.receivers[worker].recv();
+        Some(self.received(worker, began.elapsed(), got))
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Closing the channels wakes workers blocked on a full one.
+        self.receivers.clear();
+        for w in self.workers.drain(..) {
+            if let Err(e) = w.join() {
+                log::warn!("a loader worker ended with an error: {e}");
+            }
+        }
+    }
+}

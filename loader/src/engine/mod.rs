@@ -1,0 +1,12 @@
+//! The epoch engine: turns a pack dataset into a stream of batches with one
+//! glommio executor per core. See [`Loader`](crate::Loader).
+
+pub(crate) mod batch;
+pub(crate) mod coalesce;
+pub(crate) mod config;
+pub(crate) mod loader;
+pub(crate) mod metrics;
+pub(crate) mod plan;
+pub(crate) mod resources;
+pub(crate) mod state;
+pub(crate) mod worker;

@@ -1,0 +1,305 @@
+//! One worker per core: a glommio executor that reads the units assigned to
+//! it (every `cores`-th unit of the run), assembles their batches and sends
+//! them, in order, into its bounded channel.
+//!
+//! Within a worker, up to two units are read at once, each unit's records
+//! coalesced into few aligned requests that are all in flight together; a
+//! record is copied once, from the I/O buffer into its slot of the batch
+//! buffer, and its CRC32C checked on the way.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile, ReadResult};
+
+use super::batch::Batch;
+use super::coalesce::{Want, coalesce};
+use super::config::ErrorPolicy;
+use super::metrics::Metrics;
+use super::plan::{EpochPlan, Shuffle, Unit, units};
+use super::resources::IoMode;
+use crate::error::{Error, Result};
+use crate::order::DdpConfig;
+use crate::pack::reader::Dataset;
+
+/// Units a worker reads at the same time.
+const UNITS_IN_FLIGHT: usize = 2;
+/// Corrupt records logged individually before the log goes quiet.
+const LOGGED_CORRUPTIONS: u64 = 8;
+
+/// Everything a worker needs; moved into its executor thread.
+pub(crate) struct WorkerSpec {
+    pub(crate) id: usize,
+    pub(crate) cores: usize,
+    pub(crate) dataset: Arc<Dataset>,
+    pub(crate) shuffle: Shuffle,
+    pub(crate) seed: u64,
+    pub(crate) ddp: DdpConfig,
+    pub(crate) batch: u64,
+    pub(crate) unit_len: u64,
+    pub(crate) start_epoch: u64,
+    pub(crate) start_batch: u64,
+    pub(crate) end_epoch: u64,
+    pub(crate) batches_per_epoch: u64,
+    pub(crate) io: IoMode,
+    pub(crate) align: u64,
+    pub(crate) max_merge: u64,
+    pub(crate) max_gap: u64,
+    pub(crate) policy: ErrorPolicy,
+    pub(crate) tx: flume::Sender<Result<Batch>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+enum Handle {
+    Direct(DmaFile),
+    Buffered(BufferedFile),
+}
+
+impl Handle {
+    async fn read(&self, pos: u64, len: usize) -> std::io::Result<ReadResult> {
+        match self {
+            Handle::Direct(f) => f.read_at_aligned(pos, len).await.map_err(Into::into),
+            Handle::Buffered(f) => f.read_at(pos, len).await.map_err(Into::into),
+        }
+    }
+
+    async fn close(self) {
+        // Errors closing a read-only file change nothing we could act on.
+        let _ = match self {
+            Handle::Direct(f) => f.close().await,
+            Handle::Buffered(f) => f.close().await,
+        };
+    }
+}
+
+/// What a worker shares with its in-flight unit tasks.
+struct Ctx {
+    spec: WorkerSpec,
+    files: Vec<Handle>,
+}
+
+/// The worker's main loop; returns when the run is done, the consumer went
+/// away, or a fatal error was sent.
+pub(crate) async fn run(spec: WorkerSpec) {
+    let mut files = Vec::with_capacity(spec.dataset.shards().len());
+    for shard in spec.dataset.shards() {
+        let path = shard.path();
+        let opened = match spec.io {
+            IoMode::Direct => DmaFile::open(path).await.map(Handle::Direct),
+            _ => BufferedFile::open(path).await.map(Handle::Buffered),
+        };
+        match opened {
+            Ok(h) => files.push(h),
+            Err(e) => {
+                let _ = spec.tx.send_async(Err(Error::io("open", path, e.into()))).await;
+                return;
+            }
+        }
+    }
+    let ctx = Rc::new(Ctx { spec, files });
+    let s = &ctx.spec;
+    let (cores, id) = (s.cores, s.id);
+    let mine = units(s.start_epoch, s.start_batch, s.end_epoch, s.batches_per_epoch, s.unit_len)
+        .enumerate()
+        .filter(move |(seq, _)| seq % cores == id)
+        .map(|(_, u)| u);
+    drive(&ctx, mine).await;
+    if let Ok(ctx) = Rc::try_unwrap(ctx) {
+        for f in ctx.files {
+            f.close().await;
+        }
+    }
+}
+
+async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
+    let mut in_flight = VecDeque::with_capacity(UNITS_IN_FLIGHT);
+    loop {
+        while in_flight.len() < UNITS_IN_FLIGHT {
+            let Some(unit) = mine.next() else { break };
+            in_flight.push_back(glommio::spawn_local(read_unit(ctx.clone(), unit)));
+        }
+        let Some(task) = in_flight.pop_front() else { return };
+        let batches = task.await;
+        let failed = batches.is_err();
+        let sends: Vec<Result<Batch>> = match batches {
+            Ok(bs) => bs.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for item in sends {
+            if ctx.spec.stop.load(Ordering::Relaxed) || ctx.spec.tx.send_async(item).await.is_err() {
+                return;
+            }
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
+/// Where one record of a unit goes.
+struct Slot {
+    batch: usize,
+    /// Position of the record within its batch.
+    pos: usize,
+    start: usize,
+    len: usize,
+    crc: u32,
+    index: u64,
+    shard: usize,
+    index_in_shard: u64,
+}
+
+/// A batch being filled.
+struct Pending {
+    index: u64,
+    indices: Vec<u64>,
+    labels: Vec<i64>,
+    ends: Vec<usize>,
+    buf: Vec<u8>,
+    /// Positions of records left out under the skip policy.
+    bad: Vec<usize>,
+}
+
+async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
+    let s = &ctx.spec;
+    let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
+    let mut pending = Vec::with_capacity(unit.count as usize);
+    let mut slots = Vec::new();
+    let mut wants = Vec::new();
+    for b in unit.first..unit.first + unit.count {
+        let indices = plan.batch_indices(b);
+        let (mut labels, mut ends) = (Vec::with_capacity(indices.len()), Vec::with_capacity(indices.len()));
+        let mut total = 0usize;
+        for &index in &indices {
+            let loc = s.dataset.locate(index)?;
+            let len = loc.len as usize;
+            wants.push(Want { slot: slots.len(), shard: loc.shard, offset: loc.offset, len: len as u64 });
+            slots.push(Slot {
+                batch: pending.len(),
+                pos: ends.len(),
+                start: total,
+                len,
+                crc: loc.crc32c,
+                index,
+                shard: loc.shard,
+                index_in_shard: loc.index_in_shard,
+            });
+            total += len;
+            ends.push(total);
+            labels.push(loc.label);
+        }
+        pending.push(Pending { index: b, indices, labels, ends, buf: vec![0u8; total], bad: Vec::new() });
+    }
+    let runs = coalesce(wants, |_| s.align, s.max_merge, s.max_gap);
+    // Every request of the unit is issued before the first is awaited.
+    let tasks: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let (ctx, shard, start, len) = (ctx.clone(), run.shard, run.start, run.len() as usize);
+            (len > 0).then(|| {
+                glommio::spawn_local(async move {
+                    let began = Instant::now();
+                    let res = ctx.files[shard].read(start, len).await;
+                    if let Ok(buf) = &res {
+                        ctx.spec.metrics.read_done(began.elapsed(), buf.len() as u64);
+                    }
+                    res
+                })
+            })
+        })
+        .collect();
+    for (run, task) in runs.iter().zip(tasks) {
+        let path = s.dataset.shards()[run.shard].path();
+        let data = match task {
+            None => Ok(None),
+            Some(t) => t.await.map(Some).map_err(|e| Error::io_at("read", path, run.start, e)),
+        };
+        for m in &run.members {
+            let slot = &slots[m.slot];
+            let outcome = data.as_ref().map_err(clone_err).and_then(|d| {
+                let from = (m.offset - run.start) as usize;
+                let bytes: &[u8] = match d {
+                    Some(buf) => buf.get(from..from + slot.len).ok_or_else(|| {
+                        Error::corrupt_record(
+                            path,
+                            m.offset,
+                            slot.index_in_shard,
+                            "short read: the shard ends before this record (truncated after opening?)",
+                        )
+                    })?,
+                    None => &[],
+                };
+                crate::pack::reader::check_crc(bytes, slot.crc, path, m.offset, slot.index_in_shard)?;
+                Ok(bytes)
+            });
+            match outcome {
+                Ok(bytes) => {
+                    pending[slot.batch].buf[slot.start..slot.start + slot.len].copy_from_slice(bytes);
+                }
+                Err(e) => on_bad_record(s, &mut pending[slot.batch], slot, e)?,
+            }
+        }
+    }
+    Ok(pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect())
+}
+
+/// Errors are not `Clone`; a failed read is reported once per record it
+/// served, so rebuild it with the same kind and message.
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, offset, source } => Error::Io {
+            op,
+            path: path.clone(),
+            offset: *offset,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Shutdown(other.to_string()),
+    }
+}
+
+fn on_bad_record(s: &WorkerSpec, p: &mut Pending, slot: &Slot, e: Error) -> Result<()> {
+    match s.policy {
+        ErrorPolicy::Fail => Err(e),
+        ErrorPolicy::Skip => {
+            let n = s.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+            if n < LOGGED_CORRUPTIONS {
+                log::warn!("skipping record {} (shard {}): {e}", slot.index, slot.shard);
+            }
+            p.bad.push(slot.pos);
+            Ok(())
+        }
+    }
+}
+
+/// Turns a filled batch into a [`Batch`], dropping skipped records.
+fn finish(s: &WorkerSpec, epoch: u64, p: Pending) -> Batch {
+    let batch = if p.bad.is_empty() {
+        Batch::new(epoch, p.index, p.indices, p.labels, Bytes::from(p.buf), p.ends)
+    } else {
+        let (mut data, mut indices, mut labels, mut ends, mut skipped) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut start = 0;
+        for (i, &end) in p.ends.iter().enumerate() {
+            if p.bad.contains(&i) {
+                skipped.push(p.indices[i]);
+            } else {
+                data.extend_from_slice(&p.buf[start..end]);
+                indices.push(p.indices[i]);
+                labels.push(p.labels[i]);
+                ends.push(data.len());
+            }
+            start = end;
+        }
+        let mut b = Batch::new(epoch, p.index, indices, labels, Bytes::from(data), ends);
+        b.skipped = skipped;
+        b
+    };
+    s.metrics.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    s.metrics.payload_bytes.fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
+    batch
+}
