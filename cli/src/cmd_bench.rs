@@ -52,6 +52,15 @@ pub(crate) struct Args {
     /// Drop each epoch's tail instead of padding it.
     #[arg(long)]
     drop_last: bool,
+    /// io_uring buffer memory per core (suffixes K, M, G) [default: 16M, less under a low memlock limit].
+    #[arg(long, value_parser = crate::units::parse_size)]
+    io_memory: Option<u64>,
+    /// Largest read made by merging neighbouring records (suffixes K, M, G).
+    #[arg(long, default_value = "1M", value_parser = crate::units::parse_size)]
+    max_merge: u64,
+    /// Largest gap between records still read with one request.
+    #[arg(long, default_value = "32K", value_parser = crate::units::parse_size)]
+    max_gap: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -70,21 +79,19 @@ pub(crate) fn ddp_of(rank: Option<u64>, world: Option<u64>, drop_last: bool) -> 
     DdpConfig::new(rank.unwrap_or(env.rank), world.unwrap_or(env.world_size), drop_last)
 }
 
-/// Peak resident set size of this process, in bytes.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let kb = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .to_string();
-            kb.parse::<u64>().ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+/// A memory figure of this process from /proc/self/status, in MB
+/// (`VmHWM:` peak resident set, `VmRSS:` current).
+fn status_mb(field: &str) -> f64 {
+    let kb = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    });
+    kb.map_or(0.0, |kb| kb as f64 * 1024.0 / 1e6)
 }
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
@@ -93,6 +100,8 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         .seed(a.seed)
         .epochs(a.epochs)
         .prefetch(a.prefetch)
+        .max_merge(a.max_merge)
+        .max_gap(a.max_gap)
         .shuffle(shuffle_of(&a.shuffle, a.block_len, a.window))
         .ddp(ddp_of(a.rank, a.world, a.drop_last)?)
         .io_mode(match a.io.as_str() {
@@ -104,17 +113,22 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(c) = a.cores {
         builder = builder.cores(c);
     }
+    if let Some(m) = a.io_memory {
+        builder = builder.io_memory(usize::try_from(m)?);
+    }
     let started = Instant::now();
     let mut loader = builder.build()?;
     let mut digest = Digest::default();
     let (mut samples, mut bytes) = (0u64, 0u64);
     let mut epoch_secs = Vec::new();
+    let mut epoch_rss = Vec::new();
     let mut epoch_started = Instant::now();
     let mut epoch = loader.state().epoch;
     for batch in loader.by_ref() {
         let batch = batch?;
         if batch.epoch != epoch {
             epoch_secs.push(epoch_started.elapsed().as_secs_f64());
+            epoch_rss.push(status_mb("VmRSS:"));
             epoch_started = Instant::now();
             epoch = batch.epoch;
         }
@@ -123,13 +137,14 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         bytes += batch.payload_bytes() as u64;
     }
     epoch_secs.push(epoch_started.elapsed().as_secs_f64());
+    epoch_rss.push(status_mb("VmRSS:"));
     let secs = started.elapsed().as_secs_f64();
     let m = loader.metrics();
     let first_ms = loader.time_to_first_batch().map_or(0.0, |d| d.as_secs_f64() * 1e3);
     let io = format!("{:?}", loader.io_mode()).to_lowercase();
     let cores = loader.cores();
     drop(loader);
-    let rss_mb = peak_rss() as f64 / 1e6;
+    let rss_mb = status_mb("VmHWM:");
     if a.json {
         let obj = json!({
             "samples": samples,
@@ -141,6 +156,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "peak_rss_mb": rss_mb,
             "digest": digest.hex(),
             "epoch_seconds": epoch_secs,
+            "epoch_rss_mb": epoch_rss,
             "io": io,
             "cores": cores,
             "metrics": m,

@@ -129,8 +129,12 @@ impl LoaderBuilder {
         self
     }
 
-    /// Batches queued ahead of the consumer, across all workers (each
-    /// worker also has up to two units being read). Default: 8.
+    /// Batches ahead of the consumer, across all workers, counting those
+    /// still being read; with the batch size this bounds the loader's
+    /// memory. Two units are being read at any time (a unit is one batch,
+    /// or a window's worth in block mode) and each core queues at least
+    /// one batch, so that is the smallest effective depth.
+    /// Default: 8.
     pub fn prefetch(mut self, batches: usize) -> Self {
         self.prefetch = batches;
         self
@@ -155,7 +159,7 @@ impl LoaderBuilder {
         self
     }
 
-    /// io_uring buffer memory per core. Default: 8 MiB, less when the
+    /// io_uring buffer memory per core. Default: 16 MiB, less when the
     /// locked-memory limit requires it.
     pub fn io_memory(mut self, bytes: usize) -> Self {
         self.io_memory = Some(bytes);

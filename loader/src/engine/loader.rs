@@ -12,6 +12,7 @@ use super::batch::Batch;
 use super::config::LoaderBuilder;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::plan::{EpochPlan, Shuffle, Unit, units};
+use super::pool::BufferPool;
 use super::resources::{IoMode, io_memory, resolve_io};
 use super::state::LoaderState;
 use super::worker::{self, WorkerSpec};
@@ -124,7 +125,11 @@ impl Loader {
         let io_mem = io_memory(cores, cfg.io_memory)?;
         let metrics = Arc::new(Metrics::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let per_worker = cfg.prefetch.div_ceil(cores).max(1);
+        // `prefetch` counts every batch ahead of the consumer: queued in a
+        // channel or still being read.
+        let reading = worker::units_in_flight(cores) * unit_len as usize;
+        let per_worker = cfg.prefetch.div_ceil(cores).saturating_sub(reading).max(1);
+        let pool = BufferPool::new(cores * (per_worker + reading) + 2);
         let mut receivers = Vec::with_capacity(cores);
         let mut workers = Vec::with_capacity(cores);
         for (id, cpu) in cpus.iter().enumerate() {
@@ -147,10 +152,12 @@ impl Loader {
                 align,
                 max_merge: cfg.max_merge,
                 max_gap: cfg.max_gap,
+                io_budget: (io_mem as u64 * 3 / 4) / worker::units_in_flight(cores) as u64,
                 policy: cfg.on_error,
                 tx,
                 metrics: metrics.clone(),
                 stop: stop.clone(),
+                pool: pool.clone(),
             };
             let placement = match cpu {
                 Some(c) => Placement::Fixed(*c),

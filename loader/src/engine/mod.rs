@@ -7,6 +7,7 @@ pub(crate) mod config;
 pub(crate) mod loader;
 pub(crate) mod metrics;
 pub(crate) mod plan;
+pub(crate) mod pool;
 pub(crate) mod resources;
 pub(crate) mod state;
 pub(crate) mod worker;

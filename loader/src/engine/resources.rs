@@ -19,7 +19,9 @@ use crate::sys;
 /// start.
 const GLOMMIO_MIN_MEMLOCK: u64 = 512 << 10;
 /// I/O buffer pool per executor when memory can be locked freely.
-pub(crate) const DEFAULT_IO_MEMORY: usize = 8 << 20;
+/// Large enough for the two units each worker reads at once (2 × 64
+/// records of ~110 KB) to come from registered memory.
+pub(crate) const DEFAULT_IO_MEMORY: usize = 16 << 20;
 /// Each executor registers its pool with three rings (main, latency, poll),
 /// and the rings take locked memory of their own: measured here (2 cores,
 /// 8 MiB limit), a pool of a quarter of the per-executor share registers

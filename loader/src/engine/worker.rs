@@ -2,7 +2,7 @@
 //! it (every `cores`-th unit of the run), assembles their batches and sends
 //! them, in order, into its bounded channel.
 //!
-//! Within a worker, up to two units are read at once, each unit's records
+//! Within a worker, one or two units are read at once, each unit's records
 //! coalesced into few aligned requests that are all in flight together; a
 //! record is copied once, from the I/O buffer into its slot of the batch
 //! buffer, and its CRC32C checked on the way.
@@ -17,17 +17,22 @@ use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaFile, ReadResult};
 
 use super::batch::Batch;
-use super::coalesce::{Want, coalesce};
+use super::coalesce::{Run, Want, coalesce};
 use super::config::ErrorPolicy;
 use super::metrics::Metrics;
 use super::plan::{EpochPlan, Shuffle, Unit, units};
+use super::pool::{BatchBuf, BufferPool};
 use super::resources::IoMode;
 use crate::error::{Error, Result};
 use crate::order::DdpConfig;
 use crate::pack::reader::Dataset;
 
-/// Units a worker reads at the same time.
-const UNITS_IN_FLIGHT: usize = 2;
+/// Units being read at once across all workers: two keep the device busy
+/// while a finished unit is handed over; more only holds memory (measured:
+/// one per worker on two cores is as fast as two per worker).
+pub(crate) fn units_in_flight(cores: usize) -> usize {
+    2usize.div_ceil(cores)
+}
 /// Corrupt records logged individually before the log goes quiet.
 const LOGGED_CORRUPTIONS: u64 = 8;
 
@@ -49,10 +54,13 @@ pub(crate) struct WorkerSpec {
     pub(crate) align: u64,
     pub(crate) max_merge: u64,
     pub(crate) max_gap: u64,
+    /// Bytes of reads a unit keeps in flight (its share of I/O memory).
+    pub(crate) io_budget: u64,
     pub(crate) policy: ErrorPolicy,
     pub(crate) tx: flume::Sender<Result<Batch>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) pool: Arc<BufferPool>,
 }
 
 enum Handle {
@@ -117,9 +125,10 @@ pub(crate) async fn run(spec: WorkerSpec) {
 }
 
 async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
-    let mut in_flight = VecDeque::with_capacity(UNITS_IN_FLIGHT);
+    let depth = units_in_flight(ctx.spec.cores);
+    let mut in_flight = VecDeque::with_capacity(depth);
     loop {
-        while in_flight.len() < UNITS_IN_FLIGHT {
+        while in_flight.len() < depth {
             let Some(unit) = mine.next() else { break };
             in_flight.push_back(glommio::spawn_local(read_unit(ctx.clone(), unit)));
         }
@@ -160,7 +169,7 @@ struct Pending {
     indices: Vec<u64>,
     labels: Vec<i64>,
     ends: Vec<usize>,
-    buf: Vec<u8>,
+    buf: BatchBuf,
     /// Positions of records left out under the skip policy.
     bad: Vec<usize>,
 }
@@ -193,27 +202,31 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
             ends.push(total);
             labels.push(loc.label);
         }
-        pending.push(Pending { index: b, indices, labels, ends, buf: vec![0u8; total], bad: Vec::new() });
+        let buf = s
+            .pool
+            .take(total)
+            .map_err(|e| Error::Shutdown(format!("cannot map a {total}-byte batch buffer: {e}")))?;
+        pending.push(Pending { index: b, indices, labels, ends, buf, bad: Vec::new() });
     }
     let runs = coalesce(wants, |_| s.align, s.max_merge, s.max_gap);
-    // Every request of the unit is issued before the first is awaited.
-    let tasks: Vec<_> = runs
-        .iter()
-        .map(|run| {
-            let (ctx, shard, start, len) = (ctx.clone(), run.shard, run.start, run.len() as usize);
-            (len > 0).then(|| {
-                glommio::spawn_local(async move {
-                    let began = Instant::now();
-                    let res = ctx.files[shard].read(start, len).await;
-                    if let Ok(buf) = &res {
-                        ctx.spec.metrics.read_done(began.elapsed(), buf.len() as u64);
-                    }
-                    res
-                })
-            })
-        })
-        .collect();
-    for (run, task) in runs.iter().zip(tasks) {
+    // Requests are issued ahead of the one being awaited, as many as fit in
+    // the worker's share of registered I/O memory: more would spill into
+    // unregistered heap buffers (slower reads, fragmented memory).
+    let mut issued = VecDeque::new();
+    let mut in_flight = 0u64;
+    let mut next = 0;
+    loop {
+        while let Some(run) = runs.get(next) {
+            if !issued.is_empty() && in_flight + run.len() > s.io_budget {
+                break;
+            }
+            issued.push_back(spawn_read(&ctx, run));
+            in_flight += run.len();
+            next += 1;
+        }
+        let Some(task) = issued.pop_front() else { break };
+        let run = &runs[next - issued.len() - 1];
+        in_flight -= run.len();
         let path = s.dataset.shards()[run.shard].path();
         let data = match task {
             None => Ok(None),
@@ -248,6 +261,21 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
     Ok(pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect())
 }
 
+/// Starts reading one run; `None` for a run of nothing (empty records).
+fn spawn_read(ctx: &Rc<Ctx>, run: &Run) -> Option<glommio::Task<std::io::Result<ReadResult>>> {
+    let (ctx, shard, start, len) = (ctx.clone(), run.shard, run.start, run.len() as usize);
+    (len > 0).then(|| {
+        glommio::spawn_local(async move {
+            let began = Instant::now();
+            let res = ctx.files[shard].read(start, len).await;
+            if let Ok(buf) = &res {
+                ctx.spec.metrics.read_done(began.elapsed(), buf.len() as u64);
+            }
+            res
+        })
+    })
+}
+
 /// Errors are not `Clone`; a failed read is reported once per record it
 /// served, so rebuild it with the same kind and message.
 fn clone_err(e: &Error) -> Error {
@@ -279,7 +307,7 @@ fn on_bad_record(s: &WorkerSpec, p: &mut Pending, slot: &Slot, e: Error) -> Resu
 /// Turns a filled batch into a [`Batch`], dropping skipped records.
 fn finish(s: &WorkerSpec, epoch: u64, p: Pending) -> Batch {
     let batch = if p.bad.is_empty() {
-        Batch::new(epoch, p.index, p.indices, p.labels, Bytes::from(p.buf), p.ends)
+        Batch::new(epoch, p.index, p.indices, p.labels, s.pool.freeze(p.buf), p.ends)
     } else {
         let (mut data, mut indices, mut labels, mut ends, mut skipped) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

