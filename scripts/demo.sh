@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: build ringfeed, get the benchmark images
 # (the shared 5,000-photo set when ../shared/datasets is there, else a small
-# generated one), pack them, verify every checksum, and stream the dataset.
+# generated one), pack them, verify every checksum, and stream two shuffled
+# epochs through the epoch engine (io_uring, one executor per core).
 #   usage: scripts/demo.sh [OUT_DIR]        (default: target/demo)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,7 +10,7 @@ cd "$root"
 out=${1:-$root/target/demo}
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 2; }
 
-cargo build --release --locked -p ringfeed-cli -p ringfeed-examples --bins --examples
+cargo build --release --locked -p ringfeed-cli --bins
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=$target/release/ringfeed
 
@@ -37,8 +38,9 @@ mkdir -p "$out"
 "$bin" pack "$images" "$out/images"
 "$bin" inspect "$out/images"
 "$bin" verify "$out/images"
+"$bin" bench "$out/images" --epochs 2 --io direct
 if [ -n "$text" ] && [ -d "$text" ]; then
   "$bin" pack "$text" "$out/text"
   "$bin" verify "$out/text"
+  "$bin" bench "$out/text" --epochs 2 --io direct --shuffle block
 fi
-"$target/release/examples/stream" "$out/images"

@@ -21,11 +21,20 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// Direct-I/O alignment of a file as its file system reports it through
-/// `statx(STATX_DIOALIGN)`: `(memory alignment, offset alignment)`.
-/// `Ok(None)` when the file system does not support O_DIRECT on this file
-/// (or the kernel predates 6.1 and cannot say).
-pub(crate) fn dio_alignment(path: &Path) -> io::Result<Option<(u64, u64)>> {
+/// What `statx(STATX_DIOALIGN)` says about direct I/O on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirectIo {
+    /// Supported; offsets and lengths must be multiples of this.
+    Aligned(u64),
+    /// The file system does not support O_DIRECT on this file.
+    Unsupported,
+    /// The kernel predates `STATX_DIOALIGN` (Linux 6.1) and cannot say.
+    Unknown,
+}
+
+/// Direct-I/O support and offset alignment of a file, as its file system
+/// reports them through `statx(STATX_DIOALIGN)`.
+pub(crate) fn dio_alignment(path: &Path) -> io::Result<DirectIo> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
@@ -35,10 +44,13 @@ pub(crate) fn dio_alignment(path: &Path) -> io::Result<Option<(u64, u64)>> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    if stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
-        return Ok(None);
-    }
-    Ok(Some((u64::from(stx.stx_dio_mem_align), u64::from(stx.stx_dio_offset_align))))
+    Ok(if stx.stx_mask & libc::STATX_DIOALIGN == 0 {
+        DirectIo::Unknown
+    } else if stx.stx_dio_offset_align == 0 {
+        DirectIo::Unsupported
+    } else {
+        DirectIo::Aligned(u64::from(stx.stx_dio_offset_align))
+    })
 }
 
 /// The `RLIMIT_MEMLOCK` limits as `(soft, hard)` in bytes.

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::sys::{self, DirectIo};
 
 /// glommio's own floor: below this soft memlock limit an executor will not
 /// start.
@@ -129,8 +129,14 @@ fn mem_total() -> Option<u64> {
 /// respect (from `statx`).
 pub(crate) fn resolve_io(mode: IoMode, bytes: u64, probe: Option<&Path>) -> Result<(IoMode, u64)> {
     let align = match probe {
-        Some(p) => sys::dio_alignment(p).map_err(|e| Error::io("statx", p, e))?.map(|(_, off)| off),
-        None => Some(512),
+        Some(p) => match sys::dio_alignment(p).map_err(|e| Error::io("statx", p, e))? {
+            DirectIo::Aligned(a) => Some(a),
+            DirectIo::Unsupported => None,
+            // No kernel support to ask: 4 KiB is a multiple of every common
+            // logical block size.
+            DirectIo::Unknown => Some(4096),
+        },
+        None => Some(4096),
     };
     let resolved = match mode {
         IoMode::Auto => match mem_total() {

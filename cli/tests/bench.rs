@@ -1,0 +1,179 @@
+//! `ringfeed bench` and `ringfeed order`: JSON reports, determinism across
+//! cores, agreement between the two, and start-up under tight memlock.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringfeed")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_remove("RANK").env_remove("WORLD_SIZE").output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A packed dataset of 300 files of varied sizes in two classes.
+fn dataset(root: &Path) -> std::path::PathBuf {
+    let src = root.join("src");
+    for i in 0..300u32 {
+        let dir = src.join(format!("c{}", i % 2));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body: Vec<u8> = (0..(i * 37 % 4000)).map(|b| (b ^ i) as u8).collect();
+        std::fs::write(dir.join(format!("{i:04}.jpg")), body).unwrap();
+    }
+    let ds = root.join("ds");
+    let o = run(&["pack", "-q", "--shard-size", "200K", s(&src), s(&ds)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ds
+}
+
+#[test]
+fn bench_reports_and_digest_does_not_depend_on_cores_or_io() {
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let mut digests = Vec::new();
+    for (cores, io, shuffle) in [
+        ("1", "direct", "global"),
+        ("2", "direct", "global"),
+        ("2", "buffered", "global"),
+        ("1", "buffered", "global"),
+    ] {
+        let j = json(&run(&[
+            "bench",
+            s(&ds),
+            "--json",
+            "--cores",
+            cores,
+            "--io",
+            io,
+            "--shuffle",
+            shuffle,
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+        ]));
+        for key in ["samples_per_sec", "mb_per_sec", "first_batch_ms", "peak_rss_mb"] {
+            assert!(j[key].as_f64().unwrap() > 0.0, "{key} in {j}");
+        }
+        assert_eq!(j["samples"], 600);
+        assert_eq!(j["io"], io);
+        assert!(j["metrics"]["reads"].as_u64().unwrap() > 0);
+        digests.push(j["digest"].as_str().unwrap().to_string());
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    let other_seed = json(&run(&["bench", s(&ds), "--json", "--seed", "9", "--batch", "16"]));
+    let one_epoch = json(&run(&["bench", s(&ds), "--json", "--batch", "16"]));
+    assert_ne!(other_seed["digest"], one_epoch["digest"]);
+}
+
+#[test]
+fn order_prints_the_batches_bench_reads() {
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    for world in ["1", "3"] {
+        let mut all = Vec::new();
+        for rank in 0..world.parse::<u32>().unwrap() {
+            let rank = rank.to_string();
+            let o = run(&[
+                "order",
+                s(&ds),
+                "--seed",
+                "4",
+                "--epoch",
+                "2",
+                "--batch",
+                "32",
+                "--rank",
+                &rank,
+                "--world",
+                world,
+            ]);
+            assert!(o.status.success());
+            let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), (300usize.div_ceil(world.parse().unwrap())).div_ceil(32));
+            for (b, line) in lines.iter().enumerate() {
+                assert_eq!(line["batch"], b);
+                assert_eq!(line["epoch"], 2);
+                all.extend(line["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()));
+            }
+        }
+        let distinct: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), 300, "world {world}: ranks must cover the epoch");
+    }
+    // The same environment variables torchrun sets are honoured.
+    let o = Command::new(bin())
+        .args(["order", s(&ds), "--batch", "300"])
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(o.stdout.split(|&c| c == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["indices"].as_array().unwrap().len(), 150);
+    let o = Command::new(bin()).args(["order", s(&ds)]).env("RANK", "x").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RANK"));
+}
+
+/// Runs `ringfeed bench` through `sh -c`, with `wrap` turning the bench
+/// command line into the full shell command.
+fn digest_under(wrap: impl Fn(&str) -> String, ds: &Path) -> (String, String) {
+    let cmd = wrap(&format!("{} bench {} --json --io direct --cores 2", bin(), s(ds)));
+    let o = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{cmd}: {stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (j["digest"].as_str().unwrap().to_string(), stderr)
+}
+
+#[test]
+fn works_under_a_low_soft_memlock_limit_and_without_cap_ipc_lock() {
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let (normal, _) = digest_under(|c| c.to_string(), &ds);
+    // The soft limit is raised to the hard one at start-up.
+    let (low_soft, _) = digest_under(|c| format!("ulimit -Sl 256; {c}"), &ds);
+    assert_eq!(low_soft, normal);
+    // Without CAP_IPC_LOCK the buffer pool is sized to the limit, with a
+    // warning, and reads still work.
+    let (no_cap, stderr) =
+        digest_under(|c| format!("ulimit -Sl 256; exec capsh --drop=cap_ipc_lock -- -c '{c}'"), &ds);
+    assert_eq!(no_cap, normal);
+    if rlimit_is_finite() {
+        assert!(stderr.contains("memlock"), "expected a memlock warning, got: {stderr}");
+    }
+}
+
+fn rlimit_is_finite() -> bool {
+    let o = Command::new("sh").args(["-c", "ulimit -Hl"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim() != "unlimited"
+}
+
+#[test]
+fn a_hard_memlock_limit_below_io_urings_needs_is_a_clear_error() {
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let cmd = format!("ulimit -l 256; exec capsh --drop=cap_ipc_lock -- -c '{} bench {}'", bin(), s(&ds));
+    let o = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("locked-memory limit is 256 KiB"), "{err}");
+}
