@@ -6,52 +6,32 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use ringfeed::{DdpConfig, Digest, ErrorPolicy, IoMode, Loader, Shuffle};
+use ringfeed::{Digest, ErrorPolicy, IoMode, Loader};
+
+use crate::order_args::OrderArgs;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Dataset directory.
     dataset: PathBuf,
+    #[command(flatten)]
+    order: OrderArgs,
     /// Epochs to stream.
     #[arg(long, default_value_t = 1)]
     epochs: u64,
-    /// Records per batch.
-    #[arg(long, default_value_t = 64)]
-    batch: u64,
     /// Worker cores [default: all CPUs].
     #[arg(long)]
     cores: Option<usize>,
-    /// Seed of the epoch orders.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// I/O mode.
     #[arg(long, default_value = "auto", value_parser = ["direct", "buffered", "auto"])]
     io: String,
-    /// Epoch order.
-    #[arg(long, default_value = "global", value_parser = ["global", "block", "sequential"])]
-    shuffle: String,
-    /// Records per block (block shuffle).
-    #[arg(long, default_value_t = 64)]
-    block_len: u64,
-    /// Records shuffled together (block shuffle).
-    #[arg(long, default_value_t = 1024)]
-    window: u64,
     /// Batches queued ahead of the consumer.
     #[arg(long, default_value_t = 8)]
     prefetch: usize,
     /// What to do with corrupt records.
     #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
     on_corrupt: String,
-    /// This process's rank [default: $RANK or 0].
-    #[arg(long)]
-    rank: Option<u64>,
-    /// Number of ranks [default: $WORLD_SIZE or 1].
-    #[arg(long)]
-    world: Option<u64>,
-    /// Drop each epoch's tail instead of padding it.
-    #[arg(long)]
-    drop_last: bool,
     /// io_uring buffer memory per core (suffixes K, M, G) [default: 16M, less under a low memlock limit].
     #[arg(long, value_parser = crate::units::parse_size)]
     io_memory: Option<u64>,
@@ -64,19 +44,6 @@ pub(crate) struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-pub(crate) fn shuffle_of(name: &str, block_len: u64, window: u64) -> Shuffle {
-    match name {
-        "block" => Shuffle::Block { block_len, window },
-        "sequential" => Shuffle::Sequential,
-        _ => Shuffle::Global,
-    }
-}
-
-pub(crate) fn ddp_of(rank: Option<u64>, world: Option<u64>, drop_last: bool) -> ringfeed::Result<DdpConfig> {
-    let env = DdpConfig::from_env()?;
-    DdpConfig::new(rank.unwrap_or(env.rank), world.unwrap_or(env.world_size), drop_last)
 }
 
 /// A memory figure of this process from /proc/self/status, in MB
@@ -96,14 +63,14 @@ fn status_mb(field: &str) -> f64 {
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let mut builder = Loader::builder(&a.dataset)
-        .batch_size(a.batch)
-        .seed(a.seed)
+        .batch_size(a.order.batch)
+        .seed(a.order.seed)
         .epochs(a.epochs)
         .prefetch(a.prefetch)
         .max_merge(a.max_merge)
         .max_gap(a.max_gap)
-        .shuffle(shuffle_of(&a.shuffle, a.block_len, a.window))
-        .ddp(ddp_of(a.rank, a.world, a.drop_last)?)
+        .shuffle(a.order.shuffle())
+        .ddp(a.order.ddp()?)
         .io_mode(match a.io.as_str() {
             "direct" => IoMode::Direct,
             "buffered" => IoMode::Buffered,

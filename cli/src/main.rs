@@ -9,6 +9,7 @@ mod cmd_order;
 mod cmd_pack;
 mod cmd_verify;
 mod logger;
+mod order_args;
 mod units;
 
 use std::path::PathBuf;
