@@ -9,6 +9,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=${1:-$root/target/demo}
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 2; }
+bash "$root/scripts/install-build-deps.sh"
 
 cargo build --release --locked -p ringfeed-cli --bins
 target=${CARGO_TARGET_DIR:-$root/target}

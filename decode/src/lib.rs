@@ -1,16 +1,36 @@
 //! ringfeed-decode: image decoding and augmentation for ringfeed, with no
-//! runtime and no unsafe code. Bytes in, pixels out.
+//! runtime and no unsafe code of its own. Bytes in, pixels out.
 //!
-//! This crate is a skeleton in this release: it fixes the crate's place in
-//! the workspace and its error type. Decoding arrives with issue #4.
+//! - [`Decoder`]: JPEG (libjpeg-turbo, with DCT-domain downscaling) and PNG
+//!   into reusable [`Pixels`], with [`Limits`] checked before allocating.
 //!
 //! ```
-//! let err = ringfeed_decode::Error::Unsupported("webp".into());
-//! assert!(err.to_string().contains("webp"));
+//! use ringfeed_decode::{Decoder, Limits, Pixels, Scale};
+//! # fn main() -> ringfeed_decode::Result<()> {
+//! // A 1x1 gray PNG.
+//! let png: &[u8] = &[
+//!     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+//!     0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3A, 0x7E, 0x9B,
+//!     0x55, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x60, 0x00, 0x00, 0x00,
+//!     0x02, 0x00, 0x01, 0x48, 0xAF, 0xA4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+//!     0x42, 0x60, 0x82,
+//! ];
+//! let mut decoder = Decoder::new(Limits::default())?;
+//! let mut px = Pixels::default();
+//! decoder.decode_into(png, Scale::FULL, false, &mut px)?;
+//! assert_eq!((px.width, px.height, px.channels), (1, 1, 3));
+//! # Ok(())
+//! # }
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod decoder;
 mod error;
+mod limits;
+mod pixels;
 
+pub use crate::decoder::{Decoder, Format, ImageInfo, Scale};
 pub use crate::error::{Error, Result};
+pub use crate::limits::Limits;
+pub use crate::pixels::Pixels;

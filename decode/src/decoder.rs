@@ -1,0 +1,281 @@
+//! Bytes in, pixels out: JPEG through libjpeg-turbo (with DCT-domain
+//! downscaling), PNG through the `png` crate. Format is sniffed from the
+//! magic bytes, never from a file name.
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::pixels::Pixels;
+
+/// Image container formats this crate decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// JPEG (baseline, progressive, lossless-8-bit, arithmetic; gray, YCbCr,
+    /// RGB, CMYK, YCCK).
+    Jpeg,
+    /// PNG (1–16-bit, gray, palette, RGB, with or without alpha).
+    Png,
+}
+
+/// What a header says about an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The container format.
+    pub format: Format,
+    /// Full-resolution width.
+    pub width: u32,
+    /// Full-resolution height.
+    pub height: u32,
+}
+
+/// A DCT-domain scale factor `1/denom` applied while decoding a JPEG
+/// (1, 2, 4 or 8; always 1 for PNG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// The reduction: the decoded image is `ceil(width / denom)` wide.
+    pub denom: u32,
+}
+
+impl Scale {
+    /// Full resolution.
+    pub const FULL: Scale = Scale { denom: 1 };
+
+    /// The largest reduction (up to 1/8) that keeps a `crop_w` × `crop_h`
+    /// region at least `min_w` × `min_h` pixels, so resizing the decoded
+    /// region never enlarges it. What a RandomResizedCrop needs: decode
+    /// only as many pixels as the output can show.
+    pub fn for_region(crop_w: f64, crop_h: f64, min_w: u32, min_h: u32) -> Scale {
+        let mut denom = 1;
+        for d in [2u32, 4, 8] {
+            if crop_w / f64::from(d) >= f64::from(min_w) && crop_h / f64::from(d) >= f64::from(min_h) {
+                denom = d;
+            }
+        }
+        Scale { denom }
+    }
+
+    /// A dimension after scaling (libjpeg rounds up).
+    pub fn apply(&self, dim: u32) -> u32 {
+        dim.div_ceil(self.denom)
+    }
+}
+
+fn sniff(bytes: &[u8]) -> Result<Format> {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Ok(Format::Jpeg),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Ok(Format::Png),
+        [] => Err(Error::Corrupt("empty input".into())),
+        _ => Err(Error::Corrupt(format!(
+            "unknown image format (first bytes {:02x?}); JPEG and PNG are decoded",
+            &bytes[..bytes.len().min(8)]
+        ))),
+    }
+}
+
+/// A reusable decoder: holds a libjpeg-turbo handle and scratch memory, so
+/// decoding many images allocates nothing in steady state. Not `Sync`:
+/// use one per thread.
+pub struct Decoder {
+    limits: Limits,
+    jpeg: turbojpeg::Decompressor,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn tj_error(e: turbojpeg::Error) -> Error {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("unsupported")
+        || lower.contains("not supported")
+        || lower.contains("bogus") && lower.contains("precision")
+    {
+        Error::Unsupported(msg)
+    } else {
+        Error::Corrupt(msg)
+    }
+}
+
+impl Decoder {
+    /// A decoder that enforces `limits`.
+    pub fn new(limits: Limits) -> Result<Self> {
+        let jpeg = turbojpeg::Decompressor::new()
+            .map_err(|e| Error::Unsupported(format!("cannot initialise libjpeg-turbo: {e}")))?;
+        Ok(Decoder { limits, jpeg, scratch: Vec::new() })
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Reads the header: format and full-resolution size.
+    pub fn info(&mut self, bytes: &[u8]) -> Result<ImageInfo> {
+        match sniff(bytes)? {
+            Format::Jpeg => {
+                let h = self.jpeg.read_header(bytes).map_err(tj_error)?;
+                Ok(ImageInfo { format: Format::Jpeg, width: h.width as u32, height: h.height as u32 })
+            }
+            Format::Png => {
+                let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().map_err(png_error)?;
+                let i = reader.info();
+                Ok(ImageInfo { format: Format::Png, width: i.width, height: i.height })
+            }
+        }
+    }
+
+    /// Decodes `bytes` into `out` as RGB (or grayscale when `gray`),
+    /// reduced by `scale` in the DCT domain when the image is a JPEG.
+    /// Returns the scale actually applied (PNG is always full size).
+    pub fn decode_into(&mut self, bytes: &[u8], scale: Scale, gray: bool, out: &mut Pixels) -> Result<Scale> {
+        let channels: u8 = if gray { 1 } else { 3 };
+        match sniff(bytes)? {
+            Format::Jpeg => self.decode_jpeg(bytes, scale, channels, out),
+            Format::Png => {
+                self.decode_png(bytes, channels, out)?;
+                Ok(Scale::FULL)
+            }
+        }
+    }
+
+    fn decode_jpeg(&mut self, bytes: &[u8], scale: Scale, channels: u8, out: &mut Pixels) -> Result<Scale> {
+        let header = self.jpeg.read_header(bytes).map_err(tj_error)?;
+        self.limits.check(header.width as u64, header.height as u64, u64::from(channels).max(4))?;
+        let factor = turbojpeg::ScalingFactor::new(1, scale.denom as usize);
+        self.jpeg.set_scaling_factor(factor).map_err(tj_error)?;
+        let scaled = header.scaled(factor);
+        let (w, h) = (scaled.width, scaled.height);
+        let cmyk = matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
+        out.reshape(w as u32, h as u32, channels);
+        if cmyk {
+            // libjpeg-turbo does not convert CMYK to RGB; decode to CMYK and
+            // convert (Adobe-style inverted CMYK, as libjpeg emits it).
+            self.scratch.resize(w * h * 4, 0);
+            let img = turbojpeg::Image {
+                pixels: &mut self.scratch[..],
+                width: w,
+                pitch: w * 4,
+                height: h,
+                format: turbojpeg::PixelFormat::CMYK,
+            };
+            self.jpeg.decompress(bytes, img).map_err(tj_error)?;
+            cmyk_to(&self.scratch, channels, &mut out.data);
+        } else {
+            let format =
+                if channels == 1 { turbojpeg::PixelFormat::GRAY } else { turbojpeg::PixelFormat::RGB };
+            let img = turbojpeg::Image {
+                pixels: &mut out.data[..],
+                width: w,
+                pitch: w * channels as usize,
+                height: h,
+                format,
+            };
+            self.jpeg.decompress(bytes, img).map_err(tj_error)?;
+        }
+        Ok(scale)
+    }
+
+    fn decode_png(&mut self, bytes: &[u8], channels: u8, out: &mut Pixels) -> Result<()> {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        decoder
+            .set_limits(png::Limits { bytes: usize::try_from(self.limits.max_alloc).unwrap_or(usize::MAX) });
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().map_err(png_error)?;
+        let (w, h) = (reader.info().width, reader.info().height);
+        self.limits.check(u64::from(w), u64::from(h), 4)?;
+        let size =
+            reader.output_buffer_size().ok_or_else(|| Error::Limits("PNG frame size overflows".into()))?;
+        self.scratch.resize(size, 0);
+        let frame = reader.next_frame(&mut self.scratch).map_err(png_error)?;
+        let src = &self.scratch[..frame.buffer_size()];
+        out.reshape(w, h, channels);
+        let from = match frame.color_type {
+            png::ColorType::Grayscale => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            png::ColorType::Indexed => return Err(Error::Unsupported("palette PNG was not expanded".into())),
+        };
+        convert_channels(src, from, channels, &mut out.data);
+        Ok(())
+    }
+}
+
+fn png_error(e: png::DecodingError) -> Error {
+    match e {
+        png::DecodingError::LimitsExceeded => Error::Limits("PNG needs more memory than the limit".into()),
+        png::DecodingError::Format(f) => Error::Corrupt(format!("PNG: {f}")),
+        png::DecodingError::IoError(e) => Error::Corrupt(format!("PNG truncated or unreadable: {e}")),
+        png::DecodingError::Parameter(p) => Error::Unsupported(format!("PNG: {p}")),
+    }
+}
+
+/// Converts 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channel pixels to
+/// RGB or gray. Alpha is dropped like PIL's `convert("RGB")`; RGB to gray
+/// uses PIL's ITU-R 601-2 luma weights.
+fn convert_channels(src: &[u8], from: usize, to: u8, dst: &mut [u8]) {
+    let px = src.chunks_exact(from);
+    match to {
+        3 => {
+            for (d, s) in dst.chunks_exact_mut(3).zip(px) {
+                match from {
+                    1 | 2 => d.fill(s[0]),
+                    _ => d.copy_from_slice(&s[..3]),
+                }
+            }
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().zip(px) {
+                *d = match from {
+                    1 | 2 => s[0],
+                    _ => luma(s[0], s[1], s[2]),
+                };
+            }
+        }
+    }
+}
+
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
+}
+
+fn cmyk_to(src: &[u8], to: u8, dst: &mut [u8]) {
+    let rgb = src.chunks_exact(4).map(|p| {
+        let k = u32::from(p[3]);
+        let ch = |c: u8| ((u32::from(c) * k + 127) / 255) as u8;
+        (ch(p[0]), ch(p[1]), ch(p[2]))
+    });
+    if to == 3 {
+        for (d, (r, g, b)) in dst.chunks_exact_mut(3).zip(rgb) {
+            d.copy_from_slice(&[r, g, b]);
+        }
+    } else {
+        for (d, (r, g, b)) in dst.iter_mut().zip(rgb) {
+            *d = luma(r, g, b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_keeps_the_region_at_least_output_sized() {
+        assert_eq!(Scale::for_region(4000.0, 3000.0, 224, 224).denom, 8);
+        assert_eq!(Scale::for_region(500.0, 375.0, 224, 224).denom, 1);
+        assert_eq!(Scale::for_region(1000.0, 460.0, 224, 224).denom, 2);
+        assert_eq!(Scale { denom: 8 }.apply(4001), 501);
+    }
+
+    #[test]
+    fn magic_is_checked() {
+        assert!(matches!(sniff(b"GIF89a"), Err(Error::Corrupt(_))));
+        assert!(matches!(sniff(b""), Err(Error::Corrupt(_))));
+        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]).unwrap(), Format::Jpeg);
+    }
+}
