@@ -180,6 +180,10 @@ impl Decoder {
     }
 
     fn decode_png(&mut self, bytes: &[u8], channels: u8, out: &mut Pixels) -> Result<()> {
+        // Check the header's claim before the png crate reads further.
+        if let Some((w, h)) = png_dims(bytes) {
+            self.limits.check(u64::from(w), u64::from(h), 4)?;
+        }
         let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         decoder
             .set_limits(png::Limits { bytes: usize::try_from(self.limits.max_alloc).unwrap_or(usize::MAX) });
@@ -203,6 +207,16 @@ impl Decoder {
         convert_channels(src, from, channels, &mut out.data);
         Ok(())
     }
+}
+
+/// Width and height from a PNG's IHDR chunk, which must come first.
+fn png_dims(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(8..24)?;
+    if &ihdr[4..8] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&ihdr[8..12]), be(&ihdr[12..16])))
 }
 
 fn png_error(e: png::DecodingError) -> Error {

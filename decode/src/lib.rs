@@ -3,6 +3,11 @@
 //!
 //! - [`Decoder`]: JPEG (libjpeg-turbo, with DCT-domain downscaling) and PNG
 //!   into reusable [`Pixels`], with [`Limits`] checked before allocating.
+//! - [`Pipeline`]: decode, RandomResizedCrop or Resize + CenterCrop
+//!   (torchvision's rules), horizontal flip, normalization, into a
+//!   caller-provided `[C, H, W]` or `[H, W, C]` slot of `u8` or `f32`. The
+//!   decoder is asked for the smallest DCT scale that still covers the crop
+//!   at output resolution, so large photos cost a fraction of a full decode.
 //!
 //! ```
 //! use ringfeed_decode::{Decoder, Limits, Pixels, Scale};
@@ -27,10 +32,16 @@
 
 mod decoder;
 mod error;
+mod geometry;
 mod limits;
+mod pipeline;
 mod pixels;
 
 pub use crate::decoder::{Decoder, Format, ImageInfo, Scale};
 pub use crate::error::{Error, Result};
+pub use crate::geometry::{CropBox, random_resized_crop, resize_center_crop};
 pub use crate::limits::Limits;
+pub use crate::pipeline::{
+    Applied, IMAGENET_MEAN, IMAGENET_STD, Layout, Output, OutputMut, Pipeline, Transform,
+};
 pub use crate::pixels::Pixels;

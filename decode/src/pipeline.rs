@@ -1,0 +1,375 @@
+//! [`Pipeline`]: decode + crop/resize + flip + normalize, one image at a
+//! time, into a caller-provided output slot, allocating nothing in steady
+//! state.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use rand_xoshiro::rand_core::Rng;
+
+use crate::decoder::{Decoder, Format, Scale};
+use crate::error::{Error, Result};
+use crate::geometry::{CropBox, random_resized_crop, resize_center_crop, uniform};
+use crate::limits::Limits;
+use crate::pixels::Pixels;
+
+/// ImageNet channel means (RGB), as torchvision's reference scripts use.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The geometric part of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Transform {
+    /// `RandomResizedCrop(size, scale, ratio)` then
+    /// `RandomHorizontalFlip(flip)`, with torchvision's rules.
+    Train {
+        /// Output side.
+        size: u32,
+        /// Area fraction range of the crop.
+        scale: (f64, f64),
+        /// Aspect ratio range of the crop.
+        ratio: (f64, f64),
+        /// Probability of a horizontal flip.
+        flip: f64,
+    },
+    /// `Resize(resize)` (shorter side) then `CenterCrop(crop)`.
+    Val {
+        /// Shorter side after resizing.
+        resize: u32,
+        /// Output side.
+        crop: u32,
+    },
+}
+
+/// Memory layout of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Channels, then rows, then columns (PyTorch's `[C, H, W]`).
+    Chw,
+    /// Rows, then columns, then channels (`[H, W, C]`, as decoded).
+    Hwc,
+}
+
+/// Element type of the output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output {
+    /// Raw `u8` pixels.
+    U8,
+    /// `f32`, `(pixel / 255 - mean) / std` per channel.
+    F32 {
+        /// Per-channel mean (on the 0..1 scale).
+        mean: [f32; 3],
+        /// Per-channel standard deviation.
+        std: [f32; 3],
+    },
+}
+
+/// The output slot a [`Pipeline::run`] writes into.
+#[derive(Debug)]
+pub enum OutputMut<'a> {
+    /// For [`Output::U8`].
+    U8(&'a mut [u8]),
+    /// For [`Output::F32`].
+    F32(&'a mut [f32]),
+}
+
+/// What a run did to one image (for logs, tests and debugging).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Applied {
+    /// Source format.
+    pub format: Format,
+    /// Full-resolution source size.
+    pub source: (u32, u32),
+    /// The crop box in full-resolution pixels.
+    pub crop: CropBox,
+    /// The DCT scale the decoder used.
+    pub scale: Scale,
+    /// Whether the output was flipped horizontally.
+    pub flipped: bool,
+}
+
+/// A configured decode-and-augment pipeline. One per thread; reuse it for
+/// every image.
+///
+/// ```no_run
+/// use rand_xoshiro::Xoshiro256PlusPlus;
+/// use rand_xoshiro::rand_core::SeedableRng;
+/// use ringfeed_decode::{OutputMut, Pipeline};
+/// # fn main() -> ringfeed_decode::Result<()> {
+/// let mut p = Pipeline::train(224)?;
+/// let mut out = vec![0f32; p.output_len()];            // [3, 224, 224]
+/// let jpeg = std::fs::read("cat.jpg").unwrap();
+/// let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);   // per sample, e.g. ringfeed::sample_rng
+/// p.run(&jpeg, &mut rng, OutputMut::F32(&mut out))?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Pipeline {
+    transform: Transform,
+    layout: Layout,
+    output: Output,
+    gray: bool,
+    decoder: Decoder,
+    pixels: Pixels,
+    resized: Vec<u8>,
+    resizer: Resizer,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("transform", &self.transform)
+            .field("layout", &self.layout)
+            .field("output", &self.output)
+            .field("gray", &self.gray)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline; see [`train`](Self::train) and [`val`](Self::val) for
+    /// the usual presets.
+    pub fn new(
+        transform: Transform,
+        layout: Layout,
+        output: Output,
+        gray: bool,
+        limits: Limits,
+    ) -> Result<Self> {
+        let side = match transform {
+            Transform::Train { size, scale, ratio, flip } => {
+                if !(0.0 < scale.0 && scale.0 <= scale.1 && scale.1 <= 1.0) {
+                    return Err(Error::Config(format!(
+                        "scale range {scale:?} must satisfy 0 < lo <= hi <= 1"
+                    )));
+                }
+                if !(0.0 < ratio.0 && ratio.0 <= ratio.1) {
+                    return Err(Error::Config(format!("ratio range {ratio:?} must satisfy 0 < lo <= hi")));
+                }
+                if !(0.0..=1.0).contains(&flip) {
+                    return Err(Error::Config(format!("flip probability {flip} is not in [0, 1]")));
+                }
+                size
+            }
+            Transform::Val { resize, crop } => {
+                if crop > resize {
+                    return Err(Error::Config(format!(
+                        "center crop {crop} is larger than the resize {resize}"
+                    )));
+                }
+                crop
+            }
+        };
+        if side == 0 || side > 8192 {
+            return Err(Error::Config(format!("output side {side} must be in 1..=8192")));
+        }
+        let channels = if gray { 1 } else { 3 };
+        let resized = vec![0; side as usize * side as usize * channels];
+        Ok(Pipeline {
+            transform,
+            layout,
+            output,
+            gray,
+            decoder: Decoder::new(limits)?,
+            pixels: Pixels::default(),
+            resized,
+            resizer: Resizer::new(),
+        })
+    }
+
+    /// Training preset: RandomResizedCrop(`size`, scale (0.08, 1), ratio
+    /// (3/4, 4/3)), RandomHorizontalFlip(0.5), ImageNet normalization, f32
+    /// `[3, size, size]`.
+    pub fn train(size: u32) -> Result<Self> {
+        let t = Transform::Train { size, scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0), flip: 0.5 };
+        Self::new(
+            t,
+            Layout::Chw,
+            Output::F32 { mean: IMAGENET_MEAN, std: IMAGENET_STD },
+            false,
+            Limits::default(),
+        )
+    }
+
+    /// Validation preset: Resize(`resize`) + CenterCrop(`crop`), ImageNet
+    /// normalization, f32 `[3, crop, crop]`.
+    pub fn val(resize: u32, crop: u32) -> Result<Self> {
+        Self::new(
+            Transform::Val { resize, crop },
+            Layout::Chw,
+            Output::F32 { mean: IMAGENET_MEAN, std: IMAGENET_STD },
+            false,
+            Limits::default(),
+        )
+    }
+
+    fn side(&self) -> u32 {
+        match self.transform {
+            Transform::Train { size, .. } => size,
+            Transform::Val { crop, .. } => crop,
+        }
+    }
+
+    fn channels(&self) -> usize {
+        if self.gray { 1 } else { 3 }
+    }
+
+    /// Output shape: `[C, H, W]` or `[H, W, C]`.
+    pub fn output_shape(&self) -> [usize; 3] {
+        let (s, c) = (self.side() as usize, self.channels());
+        match self.layout {
+            Layout::Chw => [c, s, s],
+            Layout::Hwc => [s, s, c],
+        }
+    }
+
+    /// Elements in one output.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+
+    /// The output element type.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    /// Decodes `bytes`, crops, resizes, maybe flips, converts, and writes
+    /// the result into `out` (which must hold exactly
+    /// [`output_len`](Self::output_len) elements of the configured type).
+    /// All randomness comes from `rng`, so the same bytes and RNG state give
+    /// the same output, bit for bit, on any thread.
+    pub fn run(&mut self, bytes: &[u8], rng: &mut impl Rng, out: OutputMut<'_>) -> Result<Applied> {
+        let len = self.output_len();
+        match (&out, self.output) {
+            (OutputMut::U8(o), Output::U8) if o.len() == len => {}
+            (OutputMut::F32(o), Output::F32 { .. }) if o.len() == len => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "output slot must be {len} elements of {:?}",
+                    self.output
+                )));
+            }
+        }
+        let info = self.decoder.info(bytes)?;
+        self.decoder.limits().check(u64::from(info.width), u64::from(info.height), 3)?;
+        let side = self.side();
+        let (crop, flip_p) = match self.transform {
+            Transform::Train { scale, ratio, flip, .. } => {
+                (random_resized_crop(info.width, info.height, scale, ratio, rng), flip)
+            }
+            Transform::Val { resize, crop } => {
+                (resize_center_crop(info.width, info.height, resize, crop), 0.0)
+            }
+        };
+        let want = Scale::for_region(crop.width, crop.height, side, side);
+        let scale = self.decoder.decode_into(bytes, want, self.gray, &mut self.pixels)?;
+        self.resize(&info, crop)?;
+        let flipped = flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p;
+        if flipped {
+            let c = self.channels();
+            flip_rows(&mut self.resized, side as usize, c);
+        }
+        self.write(out);
+        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, flipped })
+    }
+
+    /// Decodes `bytes` and resizes the full-resolution box `[left, top,
+    /// width, height]` to the output size, without randomness: the
+    /// geometric core of every transform, exposed for comparisons against
+    /// other libraries given the same box.
+    pub fn run_box(&mut self, bytes: &[u8], bounds: [f64; 4], out: OutputMut<'_>) -> Result<Applied> {
+        let len = self.output_len();
+        let fits = match &out {
+            OutputMut::U8(o) => o.len() == len && self.output == Output::U8,
+            OutputMut::F32(o) => o.len() == len && self.output != Output::U8,
+        };
+        if !fits {
+            return Err(Error::Config(format!("output slot must be {len} elements of {:?}", self.output)));
+        }
+        let info = self.decoder.info(bytes)?;
+        let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
+        let side = self.side();
+        let want = Scale::for_region(crop.width, crop.height, side, side);
+        let scale = self.decoder.decode_into(bytes, want, self.gray, &mut self.pixels)?;
+        self.resize(&info, crop)?;
+        self.write(out);
+        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, flipped: false })
+    }
+
+    /// Resizes the crop (mapped onto the decoded, possibly DCT-scaled image)
+    /// to the output side with a PIL-compatible antialiased bilinear filter.
+    fn resize(&mut self, info: &crate::decoder::ImageInfo, crop: CropBox) -> Result<()> {
+        let px = &self.pixels;
+        let sx = f64::from(px.width) / f64::from(info.width);
+        let sy = f64::from(px.height) / f64::from(info.height);
+        let pixel_type = if self.gray { PixelType::U8 } else { PixelType::U8x3 };
+        let src = ImageRef::new(px.width, px.height, &px.data, pixel_type)
+            .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
+        let side = self.side();
+        let mut dst = Image::from_slice_u8(side, side, &mut self.resized, pixel_type)
+            .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
+        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+            crop.left * sx,
+            crop.top * sy,
+            crop.width * sx,
+            crop.height * sy,
+        );
+        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))
+    }
+
+    fn write(&self, out: OutputMut<'_>) {
+        let c = self.channels();
+        let hw = self.resized.len() / c;
+        match (out, self.output) {
+            (OutputMut::U8(o), _) => match self.layout {
+                Layout::Hwc => o.copy_from_slice(&self.resized),
+                Layout::Chw => {
+                    for (p, px) in self.resized.chunks_exact(c).enumerate() {
+                        for (ch, &v) in px.iter().enumerate() {
+                            o[ch * hw + p] = v;
+                        }
+                    }
+                }
+            },
+            (OutputMut::F32(o), Output::F32 { mean, std }) => {
+                // (v / 255 - mean) / std as one multiply-add per element.
+                let mut a = [0f32; 3];
+                let mut b = [0f32; 3];
+                for ch in 0..c {
+                    a[ch] = 1.0 / (255.0 * std[ch]);
+                    b[ch] = -mean[ch] / std[ch];
+                }
+                match self.layout {
+                    Layout::Hwc => {
+                        for (i, (d, &v)) in o.iter_mut().zip(&self.resized).enumerate() {
+                            let ch = i % c;
+                            *d = f32::from(v) * a[ch] + b[ch];
+                        }
+                    }
+                    Layout::Chw => {
+                        for ch in 0..c {
+                            let plane = &mut o[ch * hw..(ch + 1) * hw];
+                            for (d, px) in plane.iter_mut().zip(self.resized.chunks_exact(c)) {
+                                *d = f32::from(px[ch]) * a[ch] + b[ch];
+                            }
+                        }
+                    }
+                }
+            }
+            (OutputMut::F32(_), Output::U8) => unreachable!("checked in run"),
+        }
+    }
+}
+
+/// Mirrors each row of a `side`×`side` image in place.
+fn flip_rows(buf: &mut [u8], side: usize, c: usize) {
+    for row in buf.chunks_exact_mut(side * c) {
+        for x in 0..side / 2 {
+            let (l, r) = (x * c, (side - 1 - x) * c);
+            for k in 0..c {
+                row.swap(l + k, r + k);
+            }
+        }
+    }
+}
