@@ -72,13 +72,27 @@ fn sniff(bytes: &[u8]) -> Result<Format> {
     }
 }
 
+/// Where a decoded region sits in the (possibly DCT-scaled) image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoded {
+    /// The DCT scale applied.
+    pub scale: Scale,
+    /// Size of the whole image at that scale.
+    pub scaled: (u32, u32),
+    /// Top-left corner of the decoded pixels in the scaled image.
+    pub origin: (u32, u32),
+}
+
 /// A reusable decoder: holds a libjpeg-turbo handle and scratch memory, so
 /// decoding many images allocates nothing in steady state. Not `Sync`:
 /// use one per thread.
 pub struct Decoder {
     limits: Limits,
-    jpeg: turbojpeg::Decompressor,
+    jpeg: ringfeed_jpeg::Decompressor,
     scratch: Vec<u8>,
+    /// The JPEG whose header `jpeg` holds (address and length), so that
+    /// decoding right after [`info`](Decoder::info) does not parse it twice.
+    parsed: Option<(usize, usize, ringfeed_jpeg::Header)>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -87,25 +101,22 @@ impl std::fmt::Debug for Decoder {
     }
 }
 
-fn tj_error(e: turbojpeg::Error) -> Error {
-    let msg = e.to_string();
+fn tj_error(e: ringfeed_jpeg::JpegError) -> Error {
+    let msg = e.message;
     let lower = msg.to_ascii_lowercase();
-    if lower.contains("unsupported")
-        || lower.contains("not supported")
-        || lower.contains("bogus") && lower.contains("precision")
-    {
-        Error::Unsupported(msg)
+    if lower.contains("unsupported") || lower.contains("not supported") || lower.contains("precision") {
+        Error::Unsupported(format!("JPEG: {msg}"))
     } else {
-        Error::Corrupt(msg)
+        Error::Corrupt(format!("JPEG: {msg}"))
     }
 }
 
 impl Decoder {
     /// A decoder that enforces `limits`.
     pub fn new(limits: Limits) -> Result<Self> {
-        let jpeg = turbojpeg::Decompressor::new()
+        let jpeg = ringfeed_jpeg::Decompressor::new()
             .map_err(|e| Error::Unsupported(format!("cannot initialise libjpeg-turbo: {e}")))?;
-        Ok(Decoder { limits, jpeg, scratch: Vec::new() })
+        Ok(Decoder { limits, jpeg, scratch: Vec::new(), parsed: None })
     }
 
     /// The limits this decoder enforces.
@@ -117,8 +128,8 @@ impl Decoder {
     pub fn info(&mut self, bytes: &[u8]) -> Result<ImageInfo> {
         match sniff(bytes)? {
             Format::Jpeg => {
-                let h = self.jpeg.read_header(bytes).map_err(tj_error)?;
-                Ok(ImageInfo { format: Format::Jpeg, width: h.width as u32, height: h.height as u32 })
+                let h = self.jpeg_header(bytes)?;
+                Ok(ImageInfo { format: Format::Jpeg, width: h.width, height: h.height })
             }
             Format::Png => {
                 let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().map_err(png_error)?;
@@ -132,51 +143,95 @@ impl Decoder {
     /// reduced by `scale` in the DCT domain when the image is a JPEG.
     /// Returns the scale actually applied (PNG is always full size).
     pub fn decode_into(&mut self, bytes: &[u8], scale: Scale, gray: bool, out: &mut Pixels) -> Result<Scale> {
+        Ok(self.decode_region_into(bytes, scale, None, gray, out)?.scale)
+    }
+
+    /// Like [`decode_into`](Self::decode_into), but decodes only the part
+    /// of the image covering `region` (full-resolution pixels `[left, top,
+    /// width, height]`), widened to what the JPEG's block structure
+    /// allows: rows below it are never decoded and columns outside it skip
+    /// the inverse DCT. PNG decodes whole. Returns where the decoded pixels
+    /// sit in the scaled image.
+    pub fn decode_region_into(
+        &mut self,
+        bytes: &[u8],
+        scale: Scale,
+        region: Option<[f64; 4]>,
+        gray: bool,
+        out: &mut Pixels,
+    ) -> Result<Decoded> {
         let channels: u8 = if gray { 1 } else { 3 };
         match sniff(bytes)? {
-            Format::Jpeg => self.decode_jpeg(bytes, scale, channels, out),
+            Format::Jpeg => self.decode_jpeg(bytes, scale, region, channels, out),
             Format::Png => {
                 self.decode_png(bytes, channels, out)?;
-                Ok(Scale::FULL)
+                Ok(Decoded { scale: Scale::FULL, scaled: (out.width, out.height), origin: (0, 0) })
             }
         }
     }
 
-    fn decode_jpeg(&mut self, bytes: &[u8], scale: Scale, channels: u8, out: &mut Pixels) -> Result<Scale> {
-        let header = self.jpeg.read_header(bytes).map_err(tj_error)?;
-        self.limits.check(header.width as u64, header.height as u64, u64::from(channels).max(4))?;
-        let factor = turbojpeg::ScalingFactor::new(1, scale.denom as usize);
-        self.jpeg.set_scaling_factor(factor).map_err(tj_error)?;
-        let scaled = header.scaled(factor);
-        let (w, h) = (scaled.width, scaled.height);
-        let cmyk = matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK);
-        out.reshape(w as u32, h as u32, channels);
-        if cmyk {
+    /// The header of `bytes`, parsed unless it is the one parsed last.
+    fn jpeg_header(&mut self, bytes: &[u8]) -> Result<ringfeed_jpeg::Header> {
+        let key = (bytes.as_ptr() as usize, bytes.len());
+        if let Some((ptr, len, h)) = self.parsed
+            && (ptr, len) == key
+        {
+            return Ok(h);
+        }
+        self.parsed = None;
+        let h = self.jpeg.header(bytes).map_err(tj_error)?;
+        self.parsed = Some((key.0, key.1, h));
+        Ok(h)
+    }
+
+    fn decode_jpeg(
+        &mut self,
+        bytes: &[u8],
+        scale: Scale,
+        region: Option<[f64; 4]>,
+        channels: u8,
+        out: &mut Pixels,
+    ) -> Result<Decoded> {
+        let header = self.jpeg_header(bytes)?;
+        // The decompressor's header state is used up by this decode.
+        self.parsed = None;
+        self.limits.check(u64::from(header.width), u64::from(header.height), 4)?;
+        let d = scale.denom;
+        let (sw, sh) = (scale.apply(header.width), scale.apply(header.height));
+        let crop = region.filter(|_| header.can_crop()).map(|[l, t, w, h]| {
+            // Full-resolution box to scaled pixels, widened to the iMCU grid
+            // on the left and clamped to the image.
+            let (fx, fy) =
+                (f64::from(sw) / f64::from(header.width), f64::from(sh) / f64::from(header.height));
+            let align = header.crop_alignment(d);
+            let x0 = ((l * fx).floor().max(0.0) as u32).min(sw - 1) / align * align;
+            let y0 = ((t * fy).floor().max(0.0) as u32).min(sh - 1);
+            let x1 = (((l + w) * fx).ceil() as u32).clamp(x0 + 1, sw);
+            let y1 = (((t + h) * fy).ceil() as u32).clamp(y0 + 1, sh);
+            ringfeed_jpeg::Region { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }
+        });
+        let (w, h, origin) = match crop {
+            Some(r) => (r.width, r.height, (r.x, r.y)),
+            None => (sw, sh, (0, 0)),
+        };
+        out.reshape(w, h, channels);
+        if header.colorspace == ringfeed_jpeg::Colorspace::Cmyk {
             // libjpeg-turbo does not convert CMYK to RGB; decode to CMYK and
             // convert (Adobe-style inverted CMYK, as libjpeg emits it).
-            self.scratch.resize(w * h * 4, 0);
-            let img = turbojpeg::Image {
-                pixels: &mut self.scratch[..],
-                width: w,
-                pitch: w * 4,
-                height: h,
-                format: turbojpeg::PixelFormat::CMYK,
-            };
-            self.jpeg.decompress(bytes, img).map_err(tj_error)?;
+            self.scratch.resize(w as usize * h as usize * 4, 0);
+            self.jpeg
+                .decompress(bytes, d, crop, ringfeed_jpeg::PixelFormat::Cmyk, &mut self.scratch)
+                .map_err(tj_error)?;
             cmyk_to(&self.scratch, channels, &mut out.data);
         } else {
-            let format =
-                if channels == 1 { turbojpeg::PixelFormat::GRAY } else { turbojpeg::PixelFormat::RGB };
-            let img = turbojpeg::Image {
-                pixels: &mut out.data[..],
-                width: w,
-                pitch: w * channels as usize,
-                height: h,
-                format,
+            let format = if channels == 1 {
+                ringfeed_jpeg::PixelFormat::Gray
+            } else {
+                ringfeed_jpeg::PixelFormat::Rgb
             };
-            self.jpeg.decompress(bytes, img).map_err(tj_error)?;
+            self.jpeg.decompress(bytes, d, crop, format, &mut out.data).map_err(tj_error)?;
         }
-        Ok(scale)
+        Ok(Decoded { scale, scaled: (sw, sh), origin })
     }
 
     fn decode_png(&mut self, bytes: &[u8], channels: u8, out: &mut Pixels) -> Result<()> {

@@ -37,7 +37,7 @@ mod limits;
 mod pipeline;
 mod pixels;
 
-pub use crate::decoder::{Decoder, Format, ImageInfo, Scale};
+pub use crate::decoder::{Decoded, Decoder, Format, ImageInfo, Scale};
 pub use crate::error::{Error, Result};
 pub use crate::geometry::{CropBox, random_resized_crop, resize_center_crop};
 pub use crate::limits::Limits;

@@ -6,7 +6,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand_xoshiro::rand_core::Rng;
 
-use crate::decoder::{Decoder, Format, Scale};
+use crate::decoder::{Decoder, Format, ImageInfo, Scale};
 use crate::error::{Error, Result};
 use crate::geometry::{CropBox, random_resized_crop, resize_center_crop, uniform};
 use crate::limits::Limits;
@@ -85,6 +85,9 @@ pub struct Applied {
     pub crop: CropBox,
     /// The DCT scale the decoder used.
     pub scale: Scale,
+    /// The full-resolution region that was decoded (the crop widened by
+    /// the resampling filter's reach), as `[left, top, width, height]`.
+    pub region: [f64; 4],
     /// Whether the output was flipped horizontally.
     pub flipped: bool,
 }
@@ -114,6 +117,7 @@ pub struct Pipeline {
     pixels: Pixels,
     resized: Vec<u8>,
     resizer: Resizer,
+    lut: Box<[[f32; 256]; 3]>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -175,6 +179,7 @@ impl Pipeline {
             pixels: Pixels::default(),
             resized,
             resizer: Resizer::new(),
+            lut: normalization_table(output),
         })
     }
 
@@ -253,7 +258,6 @@ impl Pipeline {
         }
         let info = self.decoder.info(bytes)?;
         self.decoder.limits().check(u64::from(info.width), u64::from(info.height), 3)?;
-        let side = self.side();
         let (crop, flip_p) = match self.transform {
             Transform::Train { scale, ratio, flip, .. } => {
                 (random_resized_crop(info.width, info.height, scale, ratio, rng), flip)
@@ -262,16 +266,10 @@ impl Pipeline {
                 (resize_center_crop(info.width, info.height, resize, crop), 0.0)
             }
         };
-        let want = Scale::for_region(crop.width, crop.height, side, side);
-        let scale = self.decoder.decode_into(bytes, want, self.gray, &mut self.pixels)?;
-        self.resize(&info, crop)?;
+        let (scale, region) = self.decode_and_resize(bytes, &info, crop)?;
         let flipped = flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p;
-        if flipped {
-            let c = self.channels();
-            flip_rows(&mut self.resized, side as usize, c);
-        }
-        self.write(out);
-        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, flipped })
+        self.write(out, flipped);
+        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, region, flipped })
     }
 
     /// Decodes `bytes` and resizes the full-resolution box `[left, top,
@@ -289,87 +287,130 @@ impl Pipeline {
         }
         let info = self.decoder.info(bytes)?;
         let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
-        let side = self.side();
-        let want = Scale::for_region(crop.width, crop.height, side, side);
-        let scale = self.decoder.decode_into(bytes, want, self.gray, &mut self.pixels)?;
-        self.resize(&info, crop)?;
-        self.write(out);
-        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, flipped: false })
+        let (scale, region) = self.decode_and_resize(bytes, &info, crop)?;
+        self.write(out, false);
+        Ok(Applied {
+            format: info.format,
+            source: (info.width, info.height),
+            crop,
+            scale,
+            region,
+            flipped: false,
+        })
     }
 
-    /// Resizes the crop (mapped onto the decoded, possibly DCT-scaled image)
-    /// to the output side with a PIL-compatible antialiased bilinear filter.
-    fn resize(&mut self, info: &crate::decoder::ImageInfo, crop: CropBox) -> Result<()> {
+    /// Decodes just enough of the image for `crop` (the smallest DCT scale
+    /// that keeps it at output resolution, and only the region around it)
+    /// and resizes it to the output side with a PIL-compatible antialiased
+    /// bilinear filter.
+    fn decode_and_resize(
+        &mut self,
+        bytes: &[u8],
+        info: &ImageInfo,
+        crop: CropBox,
+    ) -> Result<(Scale, [f64; 4])> {
+        let side = f64::from(self.side());
+        let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
+        // Widen the decoded region by the filter's reach (plus rounding), so
+        // pixels at the crop's border see the same neighbours as they would
+        // in a fully decoded image.
+        let sx = f64::from(scale.apply(info.width)) / f64::from(info.width);
+        let sy = f64::from(scale.apply(info.height)) / f64::from(info.height);
+        let mx = ((crop.width * sx / side).max(1.0) + 2.0) / sx;
+        let my = ((crop.height * sy / side).max(1.0) + 2.0) / sy;
+        let region = [crop.left - mx, crop.top - my, crop.width + 2.0 * mx, crop.height + 2.0 * my];
+        let decoded =
+            self.decoder.decode_region_into(bytes, scale, Some(region), self.gray, &mut self.pixels)?;
+        let fx = f64::from(decoded.scaled.0) / f64::from(info.width);
+        let fy = f64::from(decoded.scaled.1) / f64::from(info.height);
         let px = &self.pixels;
-        let sx = f64::from(px.width) / f64::from(info.width);
-        let sy = f64::from(px.height) / f64::from(info.height);
         let pixel_type = if self.gray { PixelType::U8 } else { PixelType::U8x3 };
         let src = ImageRef::new(px.width, px.height, &px.data, pixel_type)
             .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
-        let side = self.side();
-        let mut dst = Image::from_slice_u8(side, side, &mut self.resized, pixel_type)
+        let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
             .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
         let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
-            crop.left * sx,
-            crop.top * sy,
-            crop.width * sx,
-            crop.height * sy,
+            crop.left * fx - f64::from(decoded.origin.0),
+            crop.top * fy - f64::from(decoded.origin.1),
+            crop.width * fx,
+            crop.height * fy,
         );
-        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))
+        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
+        Ok((decoded.scale, region))
     }
 
-    fn write(&self, out: OutputMut<'_>) {
+    /// Writes the resized image into the output slot: layout change,
+    /// normalization (a 256-entry table per channel) and the horizontal
+    /// flip in one pass.
+    fn write(&self, out: OutputMut<'_>, flipped: bool) {
         let c = self.channels();
-        let hw = self.resized.len() / c;
-        match (out, self.output) {
-            (OutputMut::U8(o), _) => match self.layout {
-                Layout::Hwc => o.copy_from_slice(&self.resized),
-                Layout::Chw => {
-                    for (p, px) in self.resized.chunks_exact(c).enumerate() {
+        let side = self.side() as usize;
+        let hw = side * side;
+        let src_x = |x: usize| if flipped { side - 1 - x } else { x };
+        match out {
+            OutputMut::U8(o) => {
+                for (y, row) in self.resized.chunks_exact(side * c).enumerate() {
+                    for x in 0..side {
+                        let px = &row[src_x(x) * c..src_x(x) * c + c];
                         for (ch, &v) in px.iter().enumerate() {
-                            o[ch * hw + p] = v;
-                        }
-                    }
-                }
-            },
-            (OutputMut::F32(o), Output::F32 { mean, std }) => {
-                // (v / 255 - mean) / std as one multiply-add per element.
-                let mut a = [0f32; 3];
-                let mut b = [0f32; 3];
-                for ch in 0..c {
-                    a[ch] = 1.0 / (255.0 * std[ch]);
-                    b[ch] = -mean[ch] / std[ch];
-                }
-                match self.layout {
-                    Layout::Hwc => {
-                        for (i, (d, &v)) in o.iter_mut().zip(&self.resized).enumerate() {
-                            let ch = i % c;
-                            *d = f32::from(v) * a[ch] + b[ch];
-                        }
-                    }
-                    Layout::Chw => {
-                        for ch in 0..c {
-                            let plane = &mut o[ch * hw..(ch + 1) * hw];
-                            for (d, px) in plane.iter_mut().zip(self.resized.chunks_exact(c)) {
-                                *d = f32::from(px[ch]) * a[ch] + b[ch];
-                            }
+                            let at = match self.layout {
+                                Layout::Hwc => (y * side + x) * c + ch,
+                                Layout::Chw => ch * hw + y * side + x,
+                            };
+                            o[at] = v;
                         }
                     }
                 }
             }
-            (OutputMut::F32(_), Output::U8) => unreachable!("checked in run"),
+            OutputMut::F32(o) if self.layout == Layout::Chw && c == 3 => {
+                // The common case, in one pass over the pixels writing the
+                // three planes side by side.
+                let (r, rest) = o.split_at_mut(hw);
+                let (g, b) = rest.split_at_mut(hw);
+                let [lr, lg, lb] = &*self.lut;
+                for (y, row) in self.resized.chunks_exact(side * 3).enumerate() {
+                    let line = y * side..(y + 1) * side;
+                    let (r, g, b) = (&mut r[line.clone()], &mut g[line.clone()], &mut b[line]);
+                    if flipped {
+                        for (x, px) in row.chunks_exact(3).rev().enumerate() {
+                            (r[x], g[x], b[x]) =
+                                (lr[usize::from(px[0])], lg[usize::from(px[1])], lb[usize::from(px[2])]);
+                        }
+                    } else {
+                        for (x, px) in row.chunks_exact(3).enumerate() {
+                            (r[x], g[x], b[x]) =
+                                (lr[usize::from(px[0])], lg[usize::from(px[1])], lb[usize::from(px[2])]);
+                        }
+                    }
+                }
+            }
+            OutputMut::F32(o) => {
+                for (y, row) in self.resized.chunks_exact(side * c).enumerate() {
+                    for x in 0..side {
+                        let px = &row[src_x(x) * c..src_x(x) * c + c];
+                        for (ch, &v) in px.iter().enumerate() {
+                            let at = match self.layout {
+                                Layout::Hwc => (y * side + x) * c + ch,
+                                Layout::Chw => ch * hw + y * side + x,
+                            };
+                            o[at] = self.lut[ch][usize::from(v)];
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-/// Mirrors each row of a `side`×`side` image in place.
-fn flip_rows(buf: &mut [u8], side: usize, c: usize) {
-    for row in buf.chunks_exact_mut(side * c) {
-        for x in 0..side / 2 {
-            let (l, r) = (x * c, (side - 1 - x) * c);
-            for k in 0..c {
-                row.swap(l + k, r + k);
+/// `(v / 255 - mean) / std` for every `u8` value, per channel.
+fn normalization_table(output: Output) -> Box<[[f32; 256]; 3]> {
+    let mut lut = Box::new([[0f32; 256]; 3]);
+    if let Output::F32 { mean, std } = output {
+        for (ch, table) in lut.iter_mut().enumerate() {
+            for (v, slot) in table.iter_mut().enumerate() {
+                *slot = (v as f32 / 255.0 - mean[ch]) / std[ch];
             }
         }
     }
+    lut
 }
