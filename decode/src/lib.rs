@@ -34,6 +34,7 @@ mod decoder;
 mod error;
 mod geometry;
 mod limits;
+mod orientation;
 mod pipeline;
 mod pixels;
 

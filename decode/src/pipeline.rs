@@ -118,6 +118,11 @@ pub struct Pipeline {
     resized: Vec<u8>,
     resizer: Resizer,
     lut: Box<[[f32; 256]; 3]>,
+    /// Apply EXIF orientation before cropping (off by default, like
+    /// torchvision).
+    exif: bool,
+    /// Upright copy of the decoded pixels, for EXIF-rotated images.
+    oriented: Pixels,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -180,7 +185,18 @@ impl Pipeline {
             resized,
             resizer: Resizer::new(),
             lut: normalization_table(output),
+            exif: false,
+            oriented: Pixels::default(),
         })
+    }
+
+    /// Turns JPEGs upright according to their EXIF orientation before
+    /// cropping, as `PIL.ImageOps.exif_transpose` does. Default: off, like
+    /// torchvision, which ignores EXIF orientation.
+    #[must_use]
+    pub fn with_exif_orientation(mut self, yes: bool) -> Self {
+        self.exif = yes;
+        self
     }
 
     /// Training preset: RandomResizedCrop(`size`, scale (0.08, 1), ratio
@@ -256,7 +272,7 @@ impl Pipeline {
                 )));
             }
         }
-        let info = self.decoder.info(bytes)?;
+        let (info, orientation) = self.oriented_info(bytes)?;
         self.decoder.limits().check(u64::from(info.width), u64::from(info.height), 3)?;
         let (crop, flip_p) = match self.transform {
             Transform::Train { scale, ratio, flip, .. } => {
@@ -266,7 +282,7 @@ impl Pipeline {
                 (resize_center_crop(info.width, info.height, resize, crop), 0.0)
             }
         };
-        let (scale, region) = self.decode_and_resize(bytes, &info, crop)?;
+        let (scale, region) = self.decode_and_resize(bytes, &info, orientation, crop)?;
         let flipped = flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p;
         self.write(out, flipped);
         Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, region, flipped })
@@ -285,9 +301,9 @@ impl Pipeline {
         if !fits {
             return Err(Error::Config(format!("output slot must be {len} elements of {:?}", self.output)));
         }
-        let info = self.decoder.info(bytes)?;
+        let (info, orientation) = self.oriented_info(bytes)?;
         let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
-        let (scale, region) = self.decode_and_resize(bytes, &info, crop)?;
+        let (scale, region) = self.decode_and_resize(bytes, &info, orientation, crop)?;
         self.write(out, false);
         Ok(Applied {
             format: info.format,
@@ -303,12 +319,32 @@ impl Pipeline {
     /// that keeps it at output resolution, and only the region around it)
     /// and resizes it to the output side with a PIL-compatible antialiased
     /// bilinear filter.
+    /// The header, with width and height as the image will be shown
+    /// (swapped for EXIF rotations when orientation is applied), and the
+    /// EXIF orientation to apply (1: none).
+    fn oriented_info(&mut self, bytes: &[u8]) -> Result<(ImageInfo, u8)> {
+        let mut info = self.decoder.info(bytes)?;
+        let orientation = if self.exif && info.format == Format::Jpeg {
+            crate::orientation::jpeg_orientation(bytes)
+        } else {
+            1
+        };
+        if crate::orientation::swaps_axes(orientation) {
+            (info.width, info.height) = (info.height, info.width);
+        }
+        Ok((info, orientation))
+    }
+
     fn decode_and_resize(
         &mut self,
         bytes: &[u8],
         info: &ImageInfo,
+        orientation: u8,
         crop: CropBox,
     ) -> Result<(Scale, [f64; 4])> {
+        if orientation != 1 {
+            return self.decode_oriented_and_resize(bytes, info, orientation, crop);
+        }
         let side = f64::from(self.side());
         let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
         // Widen the decoded region by the filter's reach (plus rounding), so
@@ -337,6 +373,36 @@ impl Pipeline {
         );
         self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
         Ok((decoded.scale, region))
+    }
+
+    /// The EXIF-rotated path: decode the whole image (at the DCT scale the
+    /// crop allows), turn it upright, then crop and resize.
+    fn decode_oriented_and_resize(
+        &mut self,
+        bytes: &[u8],
+        info: &ImageInfo,
+        orientation: u8,
+        crop: CropBox,
+    ) -> Result<(Scale, [f64; 4])> {
+        let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
+        let scale = self.decoder.decode_into(bytes, scale, self.gray, &mut self.pixels)?;
+        crate::orientation::apply(&self.pixels, orientation, &mut self.oriented);
+        let o = &self.oriented;
+        let (fx, fy) =
+            (f64::from(o.width) / f64::from(info.width), f64::from(o.height) / f64::from(info.height));
+        let pixel_type = if self.gray { PixelType::U8 } else { PixelType::U8x3 };
+        let src = ImageRef::new(o.width, o.height, &o.data, pixel_type)
+            .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
+        let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
+            .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
+        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+            crop.left * fx,
+            crop.top * fy,
+            crop.width * fx,
+            crop.height * fy,
+        );
+        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
+        Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)]))
     }
 
     /// Writes the resized image into the output slot: layout change,

@@ -247,3 +247,28 @@ fn bad_pipeline_configurations_are_rejected() {
         );
     }
 }
+
+#[test]
+fn exif_orientation_is_ignored_by_default_and_applied_on_request() {
+    let refs: serde_json::Value = serde_json::from_slice(&fixture("references.json")).unwrap();
+    let case = &refs["exif"];
+    let b: Vec<f64> = case["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let bytes = fixture("exif_rotated.jpg");
+    let t = Transform::Val { resize: 224, crop: 224 };
+    let mut upright = Pipeline::new(t, Layout::Hwc, Output::U8, false, Limits::default())
+        .unwrap()
+        .with_exif_orientation(true);
+    let mut out = vec![0u8; upright.output_len()];
+    let applied = upright.run_box(&bytes, [b[0], b[1], b[2], b[3]], OutputMut::U8(&mut out)).unwrap();
+    assert_eq!(applied.source, (360, 480), "width and height swap for a 90-degree rotation");
+    let mut d = Decoder::new(Limits::default()).unwrap();
+    let mut reference = Pixels::default();
+    d.decode_into(&fixture(case["reference"].as_str().unwrap()), Scale::FULL, false, &mut reference).unwrap();
+    let mad = out.iter().zip(&reference.data).map(|(&a, &r)| f64::from(a.abs_diff(r))).sum::<f64>()
+        / out.len() as f64;
+    assert!(mad <= 2.0, "EXIF-rotated output differs from PIL's exif_transpose by {mad:.3}");
+    // Default: stored orientation, like torchvision.
+    let mut plain = Pipeline::new(t, Layout::Hwc, Output::U8, false, Limits::default()).unwrap();
+    let applied = plain.run_box(&bytes, [0.0, 0.0, 100.0, 100.0], OutputMut::U8(&mut out)).unwrap();
+    assert_eq!(applied.source, (480, 360));
+}
