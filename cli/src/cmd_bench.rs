@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use ringfeed::{Digest, ErrorPolicy, IoMode, Loader};
+use ringfeed::{Digest, ErrorPolicy, ImagePipeline, IoMode, Loader};
 
 use crate::order_args::OrderArgs;
 use serde_json::json;
@@ -41,6 +41,16 @@ pub(crate) struct Args {
     /// Largest gap between records still read with one request.
     #[arg(long, default_value = "32K", value_parser = crate::units::parse_size)]
     max_gap: u64,
+    /// Decode and augment images on the worker cores: raw records only,
+    /// or the train (RandomResizedCrop + flip) / val (Resize + CenterCrop) pipeline.
+    #[arg(long, default_value = "raw", value_parser = ["raw", "train", "val"])]
+    pipeline: String,
+    /// Output side of the image pipeline (val resizes the shorter side to size × 8/7 first).
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Image element type: u8 pixels or ImageNet-normalized f32.
+    #[arg(long, default_value = "u8", value_parser = ["u8", "f32"])]
+    dtype: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -80,6 +90,17 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(c) = a.cores {
         builder = builder.cores(c);
     }
+    let images = match a.pipeline.as_str() {
+        "train" => Some(ImagePipeline::train(a.size)),
+        "val" => Some(ImagePipeline::val((a.size * 8).div_ceil(7), a.size)),
+        _ => None,
+    };
+    if let Some(mut p) = images {
+        if a.dtype == "f32" {
+            p = p.normalized();
+        }
+        builder = builder.images(p);
+    }
     if let Some(m) = a.io_memory {
         builder = builder.io_memory(usize::try_from(m)?);
     }
@@ -112,6 +133,22 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let cores = loader.cores();
     drop(loader);
     let rss_mb = status_mb("VmHWM:");
+    // Which stage bounds throughput: the workers' busy share of their cores
+    // per stage, against the consumer's waiting.
+    let core_ms = secs * 1e3 * cores as f64;
+    let stages = [
+        ("read", m.read_ms / core_ms),
+        ("decode", m.decode_ms / core_ms),
+        ("augment", m.augment_ms / core_ms),
+    ];
+    let cpu_share = (m.decode_ms + m.augment_ms) / core_ms;
+    let limit = if a.pipeline != "raw" && cpu_share > 0.7 {
+        "decode+augment (CPU)"
+    } else if m.consumer_wait_ms / (secs * 1e3) < 0.1 {
+        "consumer"
+    } else {
+        "read (I/O)"
+    };
     if a.json {
         let obj = json!({
             "samples": samples,
@@ -126,6 +163,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "epoch_rss_mb": epoch_rss,
             "io": io,
             "cores": cores,
+            "pipeline": a.pipeline,
+            "images_per_sec": if a.pipeline == "raw" { 0.0 } else { samples as f64 / secs },
+            "stage_share": stages.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "limiting_stage": limit,
             "metrics": m,
         });
         println!("{}", serde_json::to_string_pretty(&obj)?);
@@ -136,6 +177,18 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             bytes as f64 / 1e6 / secs
         );
         println!("first batch {first_ms:.1} ms, peak RSS {rss_mb:.0} MB, digest {}", digest.hex());
+        if a.pipeline != "raw" {
+            println!(
+                "{} pipeline: {:.0} images/s; core time read {:.0} ms, decode {:.0} ms, augment {:.0} ms; \
+                 consumer waited {:.0} ms; limited by {limit}",
+                a.pipeline,
+                samples as f64 / secs,
+                m.read_ms,
+                m.decode_ms,
+                m.augment_ms,
+                m.consumer_wait_ms
+            );
+        }
         println!(
             "reads {} ({:.2} records/read), read latency p50 {} µs p99 {} µs, consumer waited {:.0} ms, \
              max queue {} batches, skipped {}",

@@ -90,6 +90,9 @@ pub struct Applied {
     pub region: [f64; 4],
     /// Whether the output was flipped horizontally.
     pub flipped: bool,
+    /// Time spent decoding (the rest of the run is cropping, resizing and
+    /// converting), for per-stage accounting.
+    pub decode_time: std::time::Duration,
 }
 
 /// A configured decode-and-augment pipeline. One per thread; reuse it for
@@ -282,10 +285,18 @@ impl Pipeline {
                 (resize_center_crop(info.width, info.height, resize, crop), 0.0)
             }
         };
-        let (scale, region) = self.decode_and_resize(bytes, &info, orientation, crop)?;
+        let (scale, region, decode_time) = self.decode_and_resize(bytes, &info, orientation, crop)?;
         let flipped = flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p;
         self.write(out, flipped);
-        Ok(Applied { format: info.format, source: (info.width, info.height), crop, scale, region, flipped })
+        Ok(Applied {
+            format: info.format,
+            source: (info.width, info.height),
+            crop,
+            scale,
+            region,
+            flipped,
+            decode_time,
+        })
     }
 
     /// Decodes `bytes` and resizes the full-resolution box `[left, top,
@@ -303,7 +314,7 @@ impl Pipeline {
         }
         let (info, orientation) = self.oriented_info(bytes)?;
         let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
-        let (scale, region) = self.decode_and_resize(bytes, &info, orientation, crop)?;
+        let (scale, region, decode_time) = self.decode_and_resize(bytes, &info, orientation, crop)?;
         self.write(out, false);
         Ok(Applied {
             format: info.format,
@@ -312,6 +323,7 @@ impl Pipeline {
             scale,
             region,
             flipped: false,
+            decode_time,
         })
     }
 
@@ -341,7 +353,7 @@ impl Pipeline {
         info: &ImageInfo,
         orientation: u8,
         crop: CropBox,
-    ) -> Result<(Scale, [f64; 4])> {
+    ) -> Result<(Scale, [f64; 4], std::time::Duration)> {
         if orientation != 1 {
             return self.decode_oriented_and_resize(bytes, info, orientation, crop);
         }
@@ -355,8 +367,10 @@ impl Pipeline {
         let mx = ((crop.width * sx / side).max(1.0) + 2.0) / sx;
         let my = ((crop.height * sy / side).max(1.0) + 2.0) / sy;
         let region = [crop.left - mx, crop.top - my, crop.width + 2.0 * mx, crop.height + 2.0 * my];
+        let started = std::time::Instant::now();
         let decoded =
             self.decoder.decode_region_into(bytes, scale, Some(region), self.gray, &mut self.pixels)?;
+        let decode_time = started.elapsed();
         let fx = f64::from(decoded.scaled.0) / f64::from(info.width);
         let fy = f64::from(decoded.scaled.1) / f64::from(info.height);
         let px = &self.pixels;
@@ -365,14 +379,15 @@ impl Pipeline {
             .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
         let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
             .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
-        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+        let opts = fir_crop(
+            px,
             crop.left * fx - f64::from(decoded.origin.0),
             crop.top * fy - f64::from(decoded.origin.1),
             crop.width * fx,
             crop.height * fy,
         );
         self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
-        Ok((decoded.scale, region))
+        Ok((decoded.scale, region, decode_time))
     }
 
     /// The EXIF-rotated path: decode the whole image (at the DCT scale the
@@ -383,9 +398,11 @@ impl Pipeline {
         info: &ImageInfo,
         orientation: u8,
         crop: CropBox,
-    ) -> Result<(Scale, [f64; 4])> {
+    ) -> Result<(Scale, [f64; 4], std::time::Duration)> {
         let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
+        let started = std::time::Instant::now();
         let scale = self.decoder.decode_into(bytes, scale, self.gray, &mut self.pixels)?;
+        let decode_time = started.elapsed();
         crate::orientation::apply(&self.pixels, orientation, &mut self.oriented);
         let o = &self.oriented;
         let (fx, fy) =
@@ -395,14 +412,9 @@ impl Pipeline {
             .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
         let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
             .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
-        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
-            crop.left * fx,
-            crop.top * fy,
-            crop.width * fx,
-            crop.height * fy,
-        );
+        let opts = fir_crop(o, crop.left * fx, crop.top * fy, crop.width * fx, crop.height * fy);
         self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
-        Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)]))
+        Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)], decode_time))
     }
 
     /// Writes the resized image into the output slot: layout change,
@@ -466,6 +478,20 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Resize options for a crop box of `src`, clamped into it: scaling a box
+/// that ends exactly at the image edge can overshoot it by a rounding
+/// error, which the resizer rightly refuses.
+fn fir_crop(src: &Pixels, left: f64, top: f64, width: f64, height: f64) -> ResizeOptions {
+    let (w, h) = (f64::from(src.width), f64::from(src.height));
+    let (left, top) = (left.clamp(0.0, w), top.clamp(0.0, h));
+    ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+        left,
+        top,
+        width.min(w - left).max(f64::MIN_POSITIVE),
+        height.min(h - top).max(f64::MIN_POSITIVE),
+    )
 }
 
 /// `(v / 255 - mean) / std` for every `u8` value, per channel.

@@ -54,6 +54,16 @@ pub enum Error {
     /// Invalid arguments or options supplied by the caller.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A record's payload is not an image the pipeline can decode (or it
+    /// exceeds the decoder's limits).
+    #[error("record {index} is not a usable image: {source}")]
+    Decode {
+        /// Dataset index of the record.
+        index: u64,
+        /// What the decoder said.
+        #[source]
+        source: ringfeed_decode::Error,
+    },
     /// The loader's worker threads stopped before the stream ended (a
     /// worker could not start, or stopped unexpectedly).
     #[error("loader shut down: {0}")]
@@ -93,6 +103,10 @@ impl Error {
     /// True when the error means stored data is damaged (as opposed to the
     /// environment or the arguments being wrong).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. })
+        match self {
+            Error::Corrupt { .. } => true,
+            Error::Decode { source, .. } => source.is_bad_input(),
+            _ => false,
+        }
     }
 }

@@ -49,6 +49,7 @@ mod sys;
 
 pub use crate::engine::batch::{Batch, Digest};
 pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
+pub use crate::engine::images::{ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images};
 pub use crate::engine::loader::Loader;
 pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};

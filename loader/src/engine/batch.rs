@@ -20,6 +20,9 @@ pub struct Batch {
     /// Records left out under [`ErrorPolicy::Skip`](crate::ErrorPolicy::Skip)
     /// (dataset indices); empty otherwise.
     pub skipped: Vec<u64>,
+    /// Decoded and augmented images `[B, C, H, W]`, when the loader was
+    /// given an [`ImagePipeline`](crate::ImagePipeline).
+    pub images: Option<super::images::Images>,
     data: Bytes,
     /// End offset of each record in `data`.
     ends: Vec<usize>,
@@ -35,7 +38,7 @@ impl Batch {
         ends: Vec<usize>,
     ) -> Self {
         debug_assert_eq!(indices.len(), ends.len());
-        Batch { epoch, index, indices, labels, skipped: Vec::new(), data, ends }
+        Batch { epoch, index, indices, labels, skipped: Vec::new(), images: None, data, ends }
     }
 
     /// Number of records.
@@ -91,13 +94,17 @@ impl Digest {
         }
     }
 
-    /// Folds one batch into the digest.
+    /// Folds one batch into the digest (and its decoded images, if any).
     pub fn update(&mut self, batch: &Batch) {
         self.word(batch.len() as u64);
         for (i, rec) in batch.records().enumerate() {
             self.word(batch.indices[i]);
             self.word(rec.len() as u64);
             self.word(u64::from(crc32c::crc32c(&rec)));
+        }
+        if let Some(images) = &batch.images {
+            self.word(images.data.len() as u64);
+            self.word(u64::from(crc32c::crc32c(&images.data)));
         }
     }
 

@@ -49,6 +49,7 @@ pub struct LoaderBuilder {
     pub(crate) max_merge: u64,
     pub(crate) max_gap: u64,
     pub(crate) resume: Option<LoaderState>,
+    pub(crate) images: Option<super::images::ImagePipeline>,
 }
 
 impl LoaderBuilder {
@@ -72,6 +73,7 @@ impl LoaderBuilder {
             max_merge: 1 << 20,
             max_gap: 32 << 10,
             resume: None,
+            images: None,
         }
     }
 
@@ -177,6 +179,14 @@ impl LoaderBuilder {
     /// (the gap's bytes are read and discarded). Default: 32 KiB.
     pub fn max_gap(mut self, bytes: u64) -> Self {
         self.max_gap = bytes;
+        self
+    }
+
+    /// Decodes and augments every record as an image on the worker cores,
+    /// delivering `[B, C, H, W]` tensors in [`Batch::images`](crate::Batch::images)
+    /// next to the raw payloads. Default: none (raw records only).
+    pub fn images(mut self, pipeline: super::images::ImagePipeline) -> Self {
+        self.images = Some(pipeline);
         self
     }
 

@@ -158,6 +158,7 @@ impl Loader {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 pool: pool.clone(),
+                images: cfg.images,
             };
             let placement = match cpu {
                 Some(c) => Placement::Fixed(*c),

@@ -19,6 +19,9 @@ pub(crate) struct Metrics {
     pub(crate) batches: AtomicU64,
     pub(crate) wait_ns: AtomicU64,
     pub(crate) queue_depth_max: AtomicU64,
+    pub(crate) read_ns: AtomicU64,
+    pub(crate) decode_ns: AtomicU64,
+    pub(crate) augment_ns: AtomicU64,
     latency: [AtomicU64; BUCKETS],
 }
 
@@ -45,6 +48,9 @@ impl Metrics {
             skipped: self.skipped.load(Relaxed),
             consumer_wait_ms: self.wait_ns.load(Relaxed) as f64 / 1e6,
             queue_depth_max: self.queue_depth_max.load(Relaxed),
+            read_ms: self.read_ns.load(Relaxed) as f64 / 1e6,
+            decode_ms: self.decode_ns.load(Relaxed) as f64 / 1e6,
+            augment_ms: self.augment_ns.load(Relaxed) as f64 / 1e6,
             read_latency_us_p50: percentile(&hist, 0.50),
             read_latency_us_p99: percentile(&hist, 0.99),
             read_latency_us_max: hist.iter().rposition(|&c| c > 0).map_or(0, |i| 1u64 << (i + 1)),
@@ -91,6 +97,13 @@ pub struct MetricsSnapshot {
     pub consumer_wait_ms: f64,
     /// Largest number of batches seen queued for the consumer.
     pub queue_depth_max: u64,
+    /// Time workers spent reading units (from issuing the first request
+    /// to copying the last record), summed over workers.
+    pub read_ms: f64,
+    /// Time workers spent decoding images, summed over workers.
+    pub decode_ms: f64,
+    /// Time workers spent cropping, resizing, flipping and normalizing.
+    pub augment_ms: f64,
     /// Median read latency (upper bound of its power-of-two bucket), µs.
     pub read_latency_us_p50: u64,
     /// 99th percentile read latency (bucket upper bound), µs.

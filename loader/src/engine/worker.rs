@@ -61,6 +61,7 @@ pub(crate) struct WorkerSpec {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) pool: Arc<BufferPool>,
+    pub(crate) images: Option<super::images::ImagePipeline>,
 }
 
 enum Handle {
@@ -89,6 +90,8 @@ impl Handle {
 struct Ctx {
     spec: WorkerSpec,
     files: Vec<Handle>,
+    /// This core's image pipeline, when the loader decodes images.
+    pipeline: Option<std::cell::RefCell<ringfeed_decode::Pipeline>>,
 }
 
 /// The worker's main loop; returns when the run is done, the consumer went
@@ -109,7 +112,14 @@ pub(crate) async fn run(spec: WorkerSpec) {
             }
         }
     }
-    let ctx = Rc::new(Ctx { spec, files });
+    let pipeline = match spec.images.as_ref().map(|p| p.build()).transpose() {
+        Ok(p) => p.map(std::cell::RefCell::new),
+        Err(e) => {
+            let _ = spec.tx.send_async(Err(e)).await;
+            return;
+        }
+    };
+    let ctx = Rc::new(Ctx { spec, files, pipeline });
     let s = &ctx.spec;
     let (cores, id) = (s.cores, s.id);
     let mine = units(s.start_epoch, s.start_batch, s.end_epoch, s.batches_per_epoch, s.unit_len)
@@ -164,14 +174,16 @@ struct Slot {
 }
 
 /// A batch being filled.
-struct Pending {
-    index: u64,
-    indices: Vec<u64>,
-    labels: Vec<i64>,
-    ends: Vec<usize>,
-    buf: BatchBuf,
+pub(crate) struct Pending {
+    pub(crate) index: u64,
+    pub(crate) indices: Vec<u64>,
+    pub(crate) labels: Vec<i64>,
+    pub(crate) ends: Vec<usize>,
+    pub(crate) buf: BatchBuf,
     /// Positions of records left out under the skip policy.
-    bad: Vec<usize>,
+    pub(crate) bad: Vec<usize>,
+    /// Decoded images, `[B, C, H, W]`, when the loader has a pipeline.
+    pub(crate) images: Option<BatchBuf>,
 }
 
 async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
@@ -206,9 +218,10 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
             .pool
             .take(total)
             .map_err(|e| Error::Shutdown(format!("cannot map a {total}-byte batch buffer: {e}")))?;
-        pending.push(Pending { index: b, indices, labels, ends, buf, bad: Vec::new() });
+        pending.push(Pending { index: b, indices, labels, ends, buf, bad: Vec::new(), images: None });
     }
     let runs = coalesce(wants, |_| s.align, s.max_merge, s.max_gap);
+    let read_started = Instant::now();
     // Requests are issued ahead of the one being awaited, as many as fit in
     // the worker's share of registered I/O memory: more would spill into
     // unregistered heap buffers (slower reads, fragmented memory).
@@ -258,7 +271,13 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
             }
         }
     }
-    Ok(pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect())
+    s.metrics.read_ns.fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    if let Some(pipe) = &ctx.pipeline {
+        for p in &mut pending {
+            super::images::decode_pending(s, pipe, unit.epoch, p).await?;
+        }
+    }
+    pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect()
 }
 
 /// Starts reading one run; `None` for a run of nothing (empty records).
@@ -305,8 +324,9 @@ fn on_bad_record(s: &WorkerSpec, p: &mut Pending, slot: &Slot, e: Error) -> Resu
 }
 
 /// Turns a filled batch into a [`Batch`], dropping skipped records.
-fn finish(s: &WorkerSpec, epoch: u64, p: Pending) -> Batch {
-    let batch = if p.bad.is_empty() {
+fn finish(s: &WorkerSpec, epoch: u64, mut p: Pending) -> Result<Batch> {
+    let images = super::images::finish_images(s, p.images.take(), p.indices.len(), &p.bad)?;
+    let mut batch = if p.bad.is_empty() {
         Batch::new(epoch, p.index, p.indices, p.labels, s.pool.freeze(p.buf), p.ends)
     } else {
         let (mut data, mut indices, mut labels, mut ends, mut skipped) =
@@ -327,7 +347,8 @@ fn finish(s: &WorkerSpec, epoch: u64, p: Pending) -> Batch {
         b.skipped = skipped;
         b
     };
+    batch.images = images;
     s.metrics.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
     s.metrics.payload_bytes.fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
-    batch
+    Ok(batch)
 }
