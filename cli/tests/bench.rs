@@ -177,3 +177,44 @@ fn a_hard_memlock_limit_below_io_urings_needs_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("locked-memory limit is 256 KiB"), "{err}");
 }
+
+#[test]
+fn image_pipelines_give_the_same_digest_on_one_or_two_cores() {
+    let dir = scratch();
+    let src = dir.path().join("src");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../decode/tests/fixtures");
+    for (i, name) in
+        ["rgb.jpg", "big.jpg", "gray.jpg", "rgb.png", "progressive.jpg", "cmyk.jpg"].iter().enumerate()
+    {
+        for copy in 0..4 {
+            let class = src.join(format!("c{}", (i + copy) % 2));
+            std::fs::create_dir_all(&class).unwrap();
+            std::fs::copy(fixtures.join(name), class.join(format!("{copy}_{name}"))).unwrap();
+        }
+    }
+    let ds = dir.path().join("ds");
+    assert!(run(&["pack", "-q", s(&src), s(&ds)]).status.success());
+    for pipeline in ["train", "val"] {
+        let digest = |cores: &str| {
+            let j = json(&run(&[
+                "bench",
+                s(&ds),
+                "--json",
+                "--pipeline",
+                pipeline,
+                "--size",
+                "64",
+                "--batch",
+                "5",
+                "--cores",
+                cores,
+            ]));
+            assert_eq!(j["samples"], 24);
+            assert!(j["images_per_sec"].as_f64().unwrap() > 0.0);
+            assert!(j["metrics"]["decode_ms"].as_f64().unwrap() > 0.0);
+            assert!(j["limiting_stage"].is_string());
+            j["digest"].as_str().unwrap().to_string()
+        };
+        assert_eq!(digest("1"), digest("2"), "{pipeline}");
+    }
+}
