@@ -40,6 +40,10 @@ mkdir -p "$out"
 "$bin" inspect "$out/images"
 "$bin" verify "$out/images"
 "$bin" bench "$out/images" --epochs 2 --io direct
+if [ -z "$text" ]; then :; else
+  # Real photos: decode + RandomResizedCrop + flip on the worker cores.
+  "$bin" bench "$out/images" --pipeline train --size 224
+fi
 if [ -n "$text" ] && [ -d "$text" ]; then
   "$bin" pack "$text" "$out/text"
   "$bin" verify "$out/text"

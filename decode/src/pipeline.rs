@@ -421,26 +421,11 @@ impl Pipeline {
     /// normalization (a 256-entry table per channel) and the horizontal
     /// flip in one pass.
     fn write(&self, out: OutputMut<'_>, flipped: bool) {
-        let c = self.channels();
         let side = self.side() as usize;
         let hw = side * side;
-        let src_x = |x: usize| if flipped { side - 1 - x } else { x };
         match out {
-            OutputMut::U8(o) => {
-                for (y, row) in self.resized.chunks_exact(side * c).enumerate() {
-                    for x in 0..side {
-                        let px = &row[src_x(x) * c..src_x(x) * c + c];
-                        for (ch, &v) in px.iter().enumerate() {
-                            let at = match self.layout {
-                                Layout::Hwc => (y * side + x) * c + ch,
-                                Layout::Chw => ch * hw + y * side + x,
-                            };
-                            o[at] = v;
-                        }
-                    }
-                }
-            }
-            OutputMut::F32(o) if self.layout == Layout::Chw && c == 3 => {
+            OutputMut::U8(o) => self.scatter(o, flipped, |_, v| v),
+            OutputMut::F32(o) if self.layout == Layout::Chw && !self.gray => {
                 // The common case, in one pass over the pixels writing the
                 // three planes side by side.
                 let (r, rest) = o.split_at_mut(hw);
@@ -462,18 +447,25 @@ impl Pipeline {
                     }
                 }
             }
-            OutputMut::F32(o) => {
-                for (y, row) in self.resized.chunks_exact(side * c).enumerate() {
-                    for x in 0..side {
-                        let px = &row[src_x(x) * c..src_x(x) * c + c];
-                        for (ch, &v) in px.iter().enumerate() {
-                            let at = match self.layout {
-                                Layout::Hwc => (y * side + x) * c + ch,
-                                Layout::Chw => ch * hw + y * side + x,
-                            };
-                            o[at] = self.lut[ch][usize::from(v)];
-                        }
-                    }
+            OutputMut::F32(o) => self.scatter(o, flipped, |ch, v| self.lut[ch][usize::from(v)]),
+        }
+    }
+
+    /// Writes every resized value through `convert(channel, value)` into
+    /// `out` in the configured layout, mirrored when `flipped`.
+    fn scatter<T>(&self, out: &mut [T], flipped: bool, convert: impl Fn(usize, u8) -> T) {
+        let c = self.channels();
+        let side = self.side() as usize;
+        let hw = side * side;
+        for (y, row) in self.resized.chunks_exact(side * c).enumerate() {
+            for x in 0..side {
+                let sx = if flipped { side - 1 - x } else { x };
+                for (ch, &v) in row[sx * c..sx * c + c].iter().enumerate() {
+                    let at = match self.layout {
+                        Layout::Hwc => (y * side + x) * c + ch,
+                        Layout::Chw => ch * hw + y * side + x,
+                    };
+                    out[at] = convert(ch, v);
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! Dropping a loader at any point joins every worker thread. Alone in its
-//! own test binary, so that no other test's threads blur the count.
+//! Dropping a loader at any point stops every worker thread within a
+//! second. Alone in its own test binary, so that no other test's threads
+//! blur the count.
 
 mod common;
 
@@ -33,7 +34,14 @@ fn dropping_mid_epoch_joins_every_worker() {
         for _ in 0..taken {
             l.next().unwrap().unwrap();
         }
+        let dropped = std::time::Instant::now();
         drop(l);
-        assert_eq!(threads(), before, "worker threads left behind after taking {taken} batches");
+        // The executors are joined by drop; glommio's per-executor helper
+        // thread (its blocking-syscall pool) exits right after, on its own.
+        // The requirement is that everything is gone within a second.
+        while threads() > before && dropped.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::yield_now();
+        }
+        assert_eq!(threads(), before, "threads left 1 s after dropping a loader that gave {taken} batches");
     }
 }
