@@ -245,3 +245,45 @@ fn wrong_paths_are_io_errors() {
     let err = open_err(dir.path());
     assert!(err.to_string().contains("not a ringfeed dataset"), "{err}");
 }
+
+mod arbitrary_shards {
+    use proptest::prelude::*;
+
+    use super::common::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        /// Random bytes, or a real shard with random bytes overwritten,
+        /// open as an error or a valid shard, never a panic; every record
+        /// of a shard that opens reads or errors.
+        #[test]
+        fn arbitrary_shards_never_panic(
+            garbage in prop::collection::vec(any::<u8>(), 0..10_000),
+            real in any::<bool>(),
+            patches in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        ) {
+            let dir = scratch();
+            let path = dir.path().join("x.rfp");
+            let mut bytes = if real {
+                pack(dir.path(), &records(&[10, 3000, 0, 7000]), 1 << 20);
+                std::fs::read(shard_paths(dir.path())[0].clone()).unwrap()
+            } else {
+                let mut b = b"RINGFEED".to_vec();
+                b.extend(garbage);
+                b
+            };
+            for (at, v) in patches {
+                let i = at.index(bytes.len());
+                bytes[i] ^= v;
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            if let Ok(shard) = ringfeed::Shard::open(&path, None) {
+                for i in 0..shard.len() {
+                    let _ = shard.read(i);
+                    let _ = shard.key(i);
+                }
+            }
+        }
+    }
+}
