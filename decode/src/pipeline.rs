@@ -264,17 +264,7 @@ impl Pipeline {
     /// All randomness comes from `rng`, so the same bytes and RNG state give
     /// the same output, bit for bit, on any thread.
     pub fn run(&mut self, bytes: &[u8], rng: &mut impl Rng, out: OutputMut<'_>) -> Result<Applied> {
-        let len = self.output_len();
-        match (&out, self.output) {
-            (OutputMut::U8(o), Output::U8) if o.len() == len => {}
-            (OutputMut::F32(o), Output::F32 { .. }) if o.len() == len => {}
-            _ => {
-                return Err(Error::Config(format!(
-                    "output slot must be {len} elements of {:?}",
-                    self.output
-                )));
-            }
-        }
+        self.check_slot(&out)?;
         let (info, orientation) = self.oriented_info(bytes)?;
         self.decoder.limits().check(u64::from(info.width), u64::from(info.height), 3)?;
         let (crop, flip_p) = match self.transform {
@@ -304,14 +294,7 @@ impl Pipeline {
     /// geometric core of every transform, exposed for comparisons against
     /// other libraries given the same box.
     pub fn run_box(&mut self, bytes: &[u8], bounds: [f64; 4], out: OutputMut<'_>) -> Result<Applied> {
-        let len = self.output_len();
-        let fits = match &out {
-            OutputMut::U8(o) => o.len() == len && self.output == Output::U8,
-            OutputMut::F32(o) => o.len() == len && self.output != Output::U8,
-        };
-        if !fits {
-            return Err(Error::Config(format!("output slot must be {len} elements of {:?}", self.output)));
-        }
+        self.check_slot(&out)?;
         let (info, orientation) = self.oriented_info(bytes)?;
         let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
         let (scale, region, decode_time) = self.decode_and_resize(bytes, &info, orientation, crop)?;
@@ -331,6 +314,20 @@ impl Pipeline {
     /// that keeps it at output resolution, and only the region around it)
     /// and resizes it to the output side with a PIL-compatible antialiased
     /// bilinear filter.
+    /// The output slot must match the configured element type and size.
+    fn check_slot(&self, out: &OutputMut<'_>) -> Result<()> {
+        let len = self.output_len();
+        let fits = match out {
+            OutputMut::U8(o) => o.len() == len && self.output == Output::U8,
+            OutputMut::F32(o) => o.len() == len && self.output != Output::U8,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("output slot must be {len} elements of {:?}", self.output)))
+        }
+    }
+
     /// The header, with width and height as the image will be shown
     /// (swapped for EXIF rotations when orientation is applied), and the
     /// EXIF orientation to apply (1: none).
