@@ -266,7 +266,6 @@ impl Pipeline {
     pub fn run(&mut self, bytes: &[u8], rng: &mut impl Rng, out: OutputMut<'_>) -> Result<Applied> {
         self.check_slot(&out)?;
         let (info, orientation) = self.oriented_info(bytes)?;
-        self.decoder.limits().check(u64::from(info.width), u64::from(info.height), 3)?;
         let (crop, flip_p) = match self.transform {
             Transform::Train { scale, ratio, flip, .. } => {
                 (random_resized_crop(info.width, info.height, scale, ratio, rng), flip)
@@ -275,17 +274,8 @@ impl Pipeline {
                 (resize_center_crop(info.width, info.height, resize, crop), 0.0)
             }
         };
-        let (scale, region, decode_time) = self.decode_and_resize(bytes, &info, orientation, crop)?;
-        let flipped = flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p;
-        self.write(out, flipped);
-        Ok(Applied {
-            format: info.format,
-            source: (info.width, info.height),
-            crop,
-            scale,
-            region,
-            flipped,
-            decode_time,
+        self.crop_resize_write(bytes, &info, orientation, crop, out, || {
+            flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p
         })
     }
 
@@ -297,15 +287,31 @@ impl Pipeline {
         self.check_slot(&out)?;
         let (info, orientation) = self.oriented_info(bytes)?;
         let crop = CropBox { left: bounds[0], top: bounds[1], width: bounds[2], height: bounds[3] };
-        let (scale, region, decode_time) = self.decode_and_resize(bytes, &info, orientation, crop)?;
-        self.write(out, false);
+        self.crop_resize_write(bytes, &info, orientation, crop, out, || false)
+    }
+
+    /// The shared tail of [`run`](Self::run) and [`run_box`](Self::run_box):
+    /// decode and resize `crop`, decide the flip (after the crop's draws, so
+    /// the RNG order is fixed), write the output.
+    fn crop_resize_write(
+        &mut self,
+        bytes: &[u8],
+        info: &ImageInfo,
+        orientation: u8,
+        crop: CropBox,
+        out: OutputMut<'_>,
+        flip: impl FnOnce() -> bool,
+    ) -> Result<Applied> {
+        let (scale, region, decode_time) = self.decode_and_resize(bytes, info, orientation, crop)?;
+        let flipped = flip();
+        self.write(out, flipped);
         Ok(Applied {
             format: info.format,
             source: (info.width, info.height),
             crop,
             scale,
             region,
-            flipped: false,
+            flipped,
             decode_time,
         })
     }

@@ -23,20 +23,7 @@ fn scratch() -> tempfile::TempDir {
 fn expected_files() -> Vec<(String, Vec<(u64, u32)>)> {
     let v: Value =
         serde_json::from_str(&fs::read_to_string(fixture_dir().join("expected.json")).unwrap()).unwrap();
-    v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let recs = f["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["len"].as_u64().unwrap(), r["crc32"].as_u64().unwrap() as u32))
-                .collect();
-            (f["file"].as_str().unwrap().to_string(), recs)
-        })
-        .collect()
+    common::records_by_file(&v)
 }
 
 /// The first fixture file (4 samples), as bytes.

@@ -24,20 +24,7 @@ fn scratch() -> tempfile::TempDir {
 
 /// (file name, [(len, crc32)]) per fixture file, from the reference reader.
 fn expected_files() -> Vec<(String, Vec<(u64, u32)>)> {
-    expected()["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let recs = f["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["len"].as_u64().unwrap(), r["crc32"].as_u64().unwrap() as u32))
-                .collect();
-            (f["file"].as_str().unwrap().to_string(), recs)
-        })
-        .collect()
+    common::records_by_file(&expected())
 }
 
 /// Byte offset where each record of a file starts, from the framing.

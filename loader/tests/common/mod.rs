@@ -103,3 +103,22 @@ pub fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
 }
+
+/// `(file name, [(len, crc32)])` per file of a fixture's `expected.json`
+/// (as the reference reader saw them).
+pub fn records_by_file(v: &serde_json::Value) -> Vec<(String, Vec<(u64, u32)>)> {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let recs = f["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["len"].as_u64().unwrap(), r["crc32"].as_u64().unwrap() as u32))
+                .collect();
+            (f["file"].as_str().unwrap().to_string(), recs)
+        })
+        .collect()
+}
