@@ -124,7 +124,7 @@ for cache in a.caches.split(","):
             else:  # warm: the files were just read
                 subprocess.run(["cat"] + [str(x) for x in sorted(src.rglob("*.jpg"))[: a.limit]], stdout=subprocess.DEVNULL) if kind != "ringfeed" else subprocess.run(["cat"] + [str(x) for x in packed.glob("*.rfp")], stdout=subprocess.DEVNULL)
             if kind == "ringfeed":
-                out, rss = measured([rf, "bench", str(packed), "--json", "--pipeline", pipeline, "--dtype", "f32",
+                out, rss = measured([rf, "bench", str(packed), "--json", "--pipeline", pipeline, "--dtype", "f32", "--no-digest",
                                      "--batch", str(a.batch), "--cores", str(n), "--io", "buffered" if cache == "warm" else "direct"])
                 row = {"loader": f"ringfeed, {n} core{'s' if n > 1 else ''}", "img_s": out["samples_per_sec"],
                        "first_batch_s": out["first_batch_ms"] / 1e3, "peak_rss_mb": rss, "limit": out["limiting_stage"]}

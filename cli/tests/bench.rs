@@ -78,6 +78,9 @@ fn bench_reports_and_digest_does_not_depend_on_cores_or_io() {
     let other_seed = json(&run(&["bench", s(&ds), "--json", "--seed", "9", "--batch", "16"]));
     let one_epoch = json(&run(&["bench", s(&ds), "--json", "--batch", "16"]));
     assert_ne!(other_seed["digest"], one_epoch["digest"]);
+    let undigested = json(&run(&["bench", s(&ds), "--json", "--batch", "16", "--no-digest"]));
+    assert!(undigested["digest"].is_null(), "{undigested}");
+    assert_eq!(undigested["samples"], one_epoch["samples"]);
 }
 
 #[test]

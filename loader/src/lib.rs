@@ -66,6 +66,11 @@ pub use crate::pack::reader::{Dataset, Record, RecordLocation, Shard};
 pub use crate::pack::verify::{Problem, VerifyReport, verify};
 pub use crate::pack::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};
 pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, pack};
+/// The `tch` crate this build of ringfeed uses, so callers name the same
+/// version.
+#[cfg(feature = "tch")]
+pub use tch;
+
 pub use crate::source::{
     FfRecordSource, FilesSource, ImageFolderSource, Source, SourceFormat, SourceItem, TarSource,
     TfRecordSource, open_source,

@@ -103,8 +103,8 @@ impl Digest {
             self.word(u64::from(crc32c::crc32c(&rec)));
         }
         if let Some(images) = &batch.images {
-            self.word(images.data.len() as u64);
-            self.word(u64::from(crc32c::crc32c(&images.data)));
+            self.word(images.data().len() as u64);
+            self.word(u64::from(crc32c::crc32c(images.data())));
         }
     }
 

@@ -62,15 +62,118 @@ pub enum ImageDtype {
     F32,
 }
 
-/// A batch of decoded images: `[B, C, H, W]`, contiguous.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A batch of decoded images: `[B, C, H, W]`, contiguous, row-major,
+/// native-endian.
+///
+/// With the `tch` feature the values live in a libtorch tensor from the
+/// start (workers decode straight into it) and
+/// [`Batch::into_tensors`](crate::Batch::into_tensors) hands that tensor
+/// over without copying.
+#[derive(Debug)]
 pub struct Images {
+    shape: [usize; 4],
+    dtype: ImageDtype,
+    storage: Storage,
+}
+
+/// Where a batch's image values live.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// A recycled buffer of the loader's pool (or, after a clone, the heap).
+    Bytes(Bytes),
+    /// A libtorch tensor.
+    #[cfg(feature = "tch")]
+    Tensor(crate::sys::tensor::TensorSlab),
+}
+
+impl Images {
     /// Shape `[B, C, H, W]`.
-    pub shape: [usize; 4],
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
     /// Element type.
-    pub dtype: ImageDtype,
-    /// The values, row-major, native-endian.
-    pub data: Bytes,
+    pub fn dtype(&self) -> ImageDtype {
+        self.dtype
+    }
+
+    /// The values' bytes, `B * C * H * W * element size` of them.
+    pub fn data(&self) -> &[u8] {
+        match &self.storage {
+            Storage::Bytes(b) => b,
+            #[cfg(feature = "tch")]
+            Storage::Tensor(t) => t.bytes(),
+        }
+    }
+
+    #[cfg(feature = "tch")]
+    pub(crate) fn into_parts(self) -> ([usize; 4], ImageDtype, Storage) {
+        (self.shape, self.dtype, self.storage)
+    }
+}
+
+impl Clone for Images {
+    /// A copy of the values (tensor-backed images are copied into a plain
+    /// buffer: the original tensor keeps its single owner).
+    fn clone(&self) -> Self {
+        let storage = match &self.storage {
+            Storage::Bytes(b) => Storage::Bytes(b.clone()),
+            #[cfg(feature = "tch")]
+            Storage::Tensor(t) => Storage::Bytes(Bytes::copy_from_slice(t.bytes())),
+        };
+        Images { shape: self.shape, dtype: self.dtype, storage }
+    }
+}
+
+impl PartialEq for Images {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.dtype == other.dtype && self.data() == other.data()
+    }
+}
+
+impl Eq for Images {}
+
+/// The memory a worker decodes a batch's images into.
+#[derive(Debug)]
+pub(crate) enum ImageBuf {
+    #[cfg(not(feature = "tch"))]
+    Pool(super::pool::BatchBuf),
+    #[cfg(feature = "tch")]
+    Tensor(crate::sys::tensor::TensorSlab),
+}
+
+impl ImageBuf {
+    /// Memory for `shape` values of `dtype`: a libtorch tensor with the
+    /// `tch` feature, else a pooled buffer.
+    fn new(s: &super::worker::WorkerSpec, shape: [usize; 4], dtype: ImageDtype) -> crate::Result<Self> {
+        let elem = if dtype == ImageDtype::U8 { 1 } else { 4 };
+        let total = shape.iter().product::<usize>() * elem;
+        #[cfg(feature = "tch")]
+        {
+            let _ = s;
+            let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
+            debug_assert_eq!(total, shape.iter().product::<usize>() * kind.elt_size_in_bytes());
+            crate::sys::tensor::TensorSlab::new(&shape, kind)
+                .map(ImageBuf::Tensor)
+                .map_err(crate::Error::Shutdown)
+        }
+        #[cfg(not(feature = "tch"))]
+        {
+            s.pool
+                .take(total)
+                .map(ImageBuf::Pool)
+                .map_err(|e| crate::Error::Shutdown(format!("cannot map a {total}-byte image buffer: {e}")))
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            #[cfg(not(feature = "tch"))]
+            ImageBuf::Pool(b) => b,
+            #[cfg(feature = "tch")]
+            ImageBuf::Tensor(t) => t.bytes_mut(),
+        }
+    }
 }
 
 /// Decodes every record of a read batch into its slot of a `[B, C, H, W]`
@@ -90,11 +193,9 @@ pub(crate) async fn decode_pending(
         (pipe.output_len(), if pipe.output() == ImageOutput::U8 { 1 } else { 4 })
     };
     let slot_bytes = elems * elem_bytes;
-    let total = slot_bytes * p.indices.len();
-    let mut images = s
-        .pool
-        .take(total)
-        .map_err(|e| crate::Error::Shutdown(format!("cannot map a {total}-byte image buffer: {e}")))?;
+    let (side, dtype) = spec_shape(s)?;
+    let mut images = ImageBuf::new(s, [p.indices.len(), 3, side, side], dtype)?;
+    debug_assert_eq!(images.bytes_mut().len(), slot_bytes * p.indices.len());
     for i in 0..p.indices.len() {
         if p.bad.contains(&i) {
             continue;
@@ -102,7 +203,7 @@ pub(crate) async fn decode_pending(
         let index = p.indices[i];
         let start = if i == 0 { 0 } else { p.ends[i - 1] };
         let record = &p.buf[start..p.ends[i]];
-        let slot = &mut images[i * slot_bytes..(i + 1) * slot_bytes];
+        let slot = &mut images.bytes_mut()[i * slot_bytes..(i + 1) * slot_bytes];
         let out = if elem_bytes == 1 {
             ringfeed_decode::OutputMut::U8(slot)
         } else {
@@ -142,30 +243,44 @@ pub(crate) async fn decode_pending(
     Ok(())
 }
 
-/// The images of a finished batch, without the skipped records' slots.
-pub(crate) fn finish_images(
-    s: &super::worker::WorkerSpec,
-    images: Option<super::pool::BatchBuf>,
-    records: usize,
-    bad: &[usize],
-) -> crate::Result<Option<Images>> {
-    let (Some(buf), Some(spec)) = (images, &s.images) else { return Ok(None) };
+/// Output side and element type of the loader's pipeline.
+fn spec_shape(s: &super::worker::WorkerSpec) -> crate::Result<(usize, ImageDtype)> {
+    let Some(spec) = &s.images else { return Err(crate::Error::Config("no image pipeline".into())) };
     let side = match spec.transform {
         ImageTransform::Train { size, .. } => size,
         ImageTransform::Val { crop, .. } => crop,
         _ => return Err(crate::Error::Config("unknown image transform".into())),
     } as usize;
     let dtype = if spec.output == ImageOutput::U8 { ImageDtype::U8 } else { ImageDtype::F32 };
+    Ok((side, dtype))
+}
+
+/// The images of a finished batch, without the skipped records' slots:
+/// kept slots move to the front in place and the rest is cut off.
+pub(crate) fn finish_images(
+    s: &super::worker::WorkerSpec,
+    images: Option<ImageBuf>,
+    records: usize,
+    bad: &[usize],
+) -> crate::Result<Option<Images>> {
+    let Some(mut buf) = images else { return Ok(None) };
+    let (side, dtype) = spec_shape(s)?;
     let slot = 3 * side * side * if dtype == ImageDtype::U8 { 1 } else { 4 };
-    let kept: Vec<usize> = (0..records).filter(|i| !bad.contains(i)).collect();
-    let data = if kept.len() == records {
-        s.pool.freeze(buf)
-    } else {
-        let mut v = Vec::with_capacity(kept.len() * slot);
-        for &i in &kept {
-            v.extend_from_slice(&buf[i * slot..(i + 1) * slot]);
+    let mut kept = 0;
+    for i in (0..records).filter(|i| !bad.contains(i)) {
+        if i != kept {
+            buf.bytes_mut().copy_within(i * slot..(i + 1) * slot, kept * slot);
         }
-        Bytes::from(v)
+        kept += 1;
+    }
+    let storage = match buf {
+        #[cfg(not(feature = "tch"))]
+        ImageBuf::Pool(b) => Storage::Bytes(s.pool.freeze(b).slice(..kept * slot)),
+        #[cfg(feature = "tch")]
+        ImageBuf::Tensor(mut t) => {
+            t.keep_rows(kept).map_err(crate::Error::Shutdown)?;
+            Storage::Tensor(t)
+        }
     };
-    Ok(Some(Images { shape: [kept.len(), 3, side, side], dtype, data }))
+    Ok(Some(Images { shape: [kept, 3, side, side], dtype, storage }))
 }

@@ -11,4 +11,6 @@ pub(crate) mod plan;
 pub(crate) mod pool;
 pub(crate) mod resources;
 pub(crate) mod state;
+#[cfg(feature = "tch")]
+pub(crate) mod tensors;
 pub(crate) mod worker;

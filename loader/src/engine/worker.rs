@@ -183,7 +183,7 @@ pub(crate) struct Pending {
     /// Positions of records left out under the skip policy.
     pub(crate) bad: Vec<usize>,
     /// Decoded images, `[B, C, H, W]`, when the loader has a pipeline.
-    pub(crate) images: Option<BatchBuf>,
+    pub(crate) images: Option<super::images::ImageBuf>,
 }
 
 async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {

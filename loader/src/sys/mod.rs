@@ -1,5 +1,6 @@
 //! The crate's only `unsafe` code: thin wrappers over Linux system calls
-//! that std does not expose. Each wrapper is safe to call.
+//! that std does not expose, and (feature `tch`) the byte view of the
+//! libtorch tensors that workers decode into. Each wrapper is safe to call.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -7,6 +8,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+#[cfg(feature = "tch")]
+pub(crate) mod tensor;
 
 /// Starts write-back of `len` bytes at `offset` of `file` without waiting
 /// for it, so that a later `fsync` finds little left to do. Errors are
