@@ -376,20 +376,16 @@ impl Pipeline {
         let decode_time = started.elapsed();
         let fx = f64::from(decoded.scaled.0) / f64::from(info.width);
         let fy = f64::from(decoded.scaled.1) / f64::from(info.height);
-        let px = &self.pixels;
-        let pixel_type = if self.gray { PixelType::U8 } else { PixelType::U8x3 };
-        let src = ImageRef::new(px.width, px.height, &px.data, pixel_type)
-            .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
-        let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
-            .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
-        let opts = fir_crop(
-            px,
-            crop.left * fx - f64::from(decoded.origin.0),
-            crop.top * fy - f64::from(decoded.origin.1),
-            crop.width * fx,
-            crop.height * fy,
-        );
-        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
+        let (left, top) =
+            (crop.left * fx - f64::from(decoded.origin.0), crop.top * fy - f64::from(decoded.origin.1));
+        let side = self.side();
+        resize_box(
+            &mut self.resizer,
+            &self.pixels,
+            [left, top, crop.width * fx, crop.height * fy],
+            side,
+            &mut self.resized,
+        )?;
         Ok((decoded.scale, region, decode_time))
     }
 
@@ -410,13 +406,9 @@ impl Pipeline {
         let o = &self.oriented;
         let (fx, fy) =
             (f64::from(o.width) / f64::from(info.width), f64::from(o.height) / f64::from(info.height));
-        let pixel_type = if self.gray { PixelType::U8 } else { PixelType::U8x3 };
-        let src = ImageRef::new(o.width, o.height, &o.data, pixel_type)
-            .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
-        let mut dst = Image::from_slice_u8(self.side(), self.side(), &mut self.resized, pixel_type)
-            .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
-        let opts = fir_crop(o, crop.left * fx, crop.top * fy, crop.width * fx, crop.height * fy);
-        self.resizer.resize(&src, &mut dst, &opts).map_err(|e| Error::Config(format!("resize: {e}")))?;
+        let side = self.side();
+        let bounds = [crop.left * fx, crop.top * fy, crop.width * fx, crop.height * fy];
+        resize_box(&mut self.resizer, o, bounds, side, &mut self.resized)?;
         Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)], decode_time))
     }
 
@@ -473,6 +465,24 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Resizes the box `[left, top, width, height]` of `src` (in its pixels)
+/// to `side`², Pillow-style antialiased bilinear, into `dst`.
+fn resize_box(
+    resizer: &mut Resizer,
+    src: &Pixels,
+    bounds: [f64; 4],
+    side: u32,
+    dst: &mut [u8],
+) -> Result<()> {
+    let pixel_type = if src.channels == 1 { PixelType::U8 } else { PixelType::U8x3 };
+    let image = ImageRef::new(src.width, src.height, &src.data, pixel_type)
+        .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
+    let mut out = Image::from_slice_u8(side, side, dst, pixel_type)
+        .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
+    let opts = fir_crop(src, bounds[0], bounds[1], bounds[2], bounds[3]);
+    resizer.resize(&image, &mut out, &opts).map_err(|e| Error::Config(format!("resize: {e}")))
 }
 
 /// Resize options for a crop box of `src`, clamped into it: scaling a box

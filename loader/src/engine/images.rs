@@ -146,19 +146,17 @@ impl ImageBuf {
     /// Memory for `shape` values of `dtype`: a libtorch tensor with the
     /// `tch` feature, else a pooled buffer.
     fn new(s: &super::worker::WorkerSpec, shape: [usize; 4], dtype: ImageDtype) -> crate::Result<Self> {
-        let elem = if dtype == ImageDtype::U8 { 1 } else { 4 };
-        let total = shape.iter().product::<usize>() * elem;
         #[cfg(feature = "tch")]
         {
             let _ = s;
             let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
-            debug_assert_eq!(total, shape.iter().product::<usize>() * kind.elt_size_in_bytes());
             crate::sys::tensor::TensorSlab::new(&shape, kind)
                 .map(ImageBuf::Tensor)
                 .map_err(crate::Error::Shutdown)
         }
         #[cfg(not(feature = "tch"))]
         {
+            let total = shape.iter().product::<usize>() * if dtype == ImageDtype::U8 { 1 } else { 4 };
             s.pool
                 .take(total)
                 .map(ImageBuf::Pool)

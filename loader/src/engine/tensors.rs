@@ -1,6 +1,6 @@
 //! The `tch` hand-off: a batch as `(images, labels)` tensors.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::batch::Batch;
 use super::images::{ImageDtype, Images, Storage};
@@ -17,21 +17,15 @@ impl Images {
         match storage {
             Storage::Tensor(t) => Ok(t.into_tensor()),
             Storage::Bytes(b) => {
-                let flat = match dtype {
-                    ImageDtype::U8 => Tensor::f_from_slice(&b[..]),
-                    ImageDtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(&b) {
-                        Ok(values) => Tensor::f_from_slice(values),
-                        // Unaligned only if a caller built odd buffers; copy.
-                        Err(_) => {
-                            let values: Vec<f32> = b
-                                .chunks_exact(4)
-                                .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                                .collect();
-                            Tensor::f_from_slice(&values)
-                        }
-                    },
+                let kind = match dtype {
+                    ImageDtype::U8 => Kind::Uint8,
+                    ImageDtype::F32 => Kind::Float,
                 };
-                flat.and_then(|t| t.f_view(dims.as_slice()))
+                // `from_data_size` trusts the length; check it first.
+                if b.len() != shape.iter().product::<usize>() * kind.elt_size_in_bytes() {
+                    return Err(Error::Shutdown(format!("{} image bytes do not fill {shape:?}", b.len())));
+                }
+                Tensor::f_from_data_size(&b, &dims, kind)
                     .map_err(|e| Error::Shutdown(format!("cannot build the image tensor: {e}")))
             }
         }
