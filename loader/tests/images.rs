@@ -83,3 +83,46 @@ fn undecodable_records_fail_or_are_skipped() {
         }
     }
 }
+
+/// The run's first batch is decoded by every worker (each its share of
+/// the positions); its rows must still be each record's own pixels, and
+/// an undecodable record in a helper's share must follow the policy.
+#[test]
+fn the_shared_first_batch_holds_each_records_pixels() {
+    use ringfeed::Shuffle;
+    let first = |dir: &std::path::Path, cores: usize, policy: ErrorPolicy| {
+        Loader::builder(dir)
+            .batch_size(8)
+            .shuffle(Shuffle::Sequential)
+            .seed(3)
+            .cores(cores)
+            .on_error(policy)
+            .images(ImagePipeline::train(32))
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let check_rows = |b: &Batch, recs: &[Vec<u8>]| {
+        let images = b.images.as_ref().unwrap();
+        let slot = 3 * 32 * 32;
+        for (row, &index) in b.indices.iter().enumerate() {
+            let want = standalone(ImagePipeline::train(32), &recs[index as usize], b.epoch, index);
+            assert_eq!(&images.data()[row * slot..(row + 1) * slot], &want[..], "record {index}");
+        }
+    };
+    let (dir, recs) = dataset(false);
+    for cores in [2, 3] {
+        let b = first(dir.path(), cores, ErrorPolicy::Fail).unwrap();
+        assert_eq!(b.indices, (0..8).collect::<Vec<u64>>());
+        check_rows(&b, &recs);
+    }
+    // Record 5 sits in the second worker's share (positions 4..8).
+    let (dir, recs) = dataset(true);
+    let b = first(dir.path(), 2, ErrorPolicy::Skip).unwrap();
+    assert_eq!(b.skipped, [5]);
+    assert_eq!(b.indices, [0, 1, 2, 3, 4, 6, 7]);
+    check_rows(&b, &recs);
+    let err = first(dir.path(), 2, ErrorPolicy::Fail).unwrap_err();
+    assert!(err.to_string().contains("record 5"), "{err}");
+}

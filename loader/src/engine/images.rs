@@ -178,71 +178,95 @@ impl ImageBuf {
 /// buffer, yielding to the executor between images so that I/O completions
 /// are not held up. Each sample's randomness comes from
 /// `sample_rng(seed, epoch, index)`, so the result does not depend on which
-/// core decoded it.
+/// core decoded it. With `shared`, this worker decodes only its share of
+/// the batch and copies in the other workers' shares (the run's first
+/// batch; see `first_batch`).
 pub(crate) async fn decode_pending(
     s: &super::worker::WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
     epoch: u64,
     p: &mut super::worker::Pending,
+    shared: Option<super::first_batch::Parts>,
 ) -> crate::Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let (elems, elem_bytes) = {
-        let pipe = pipe.borrow();
-        (pipe.output_len(), if pipe.output() == ImageOutput::U8 { 1 } else { 4 })
-    };
-    let slot_bytes = elems * elem_bytes;
+    let slot_bytes = slot_bytes(&pipe.borrow());
     let (side, dtype) = spec_shape(s)?;
-    let mut images = ImageBuf::new(s, [p.indices.len(), 3, side, side], dtype)?;
-    debug_assert_eq!(images.bytes_mut().len(), slot_bytes * p.indices.len());
-    for i in 0..p.indices.len() {
+    let n = p.indices.len();
+    let mut images = ImageBuf::new(s, [n, 3, side, side], dtype)?;
+    debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
+    let mine = if shared.is_some() { super::first_batch::share_of(n, s.cores, s.id) } else { 0..n };
+    for i in mine {
         if p.bad.contains(&i) {
             continue;
         }
-        let index = p.indices[i];
         let start = if i == 0 { 0 } else { p.ends[i - 1] };
-        let record = &p.buf[start..p.ends[i]];
         let slot = &mut images.bytes_mut()[i * slot_bytes..(i + 1) * slot_bytes];
-        let out = if elem_bytes == 1 {
-            ringfeed_decode::OutputMut::U8(slot)
-        } else {
-            // Buffers are page-aligned and slots multiples of 4 bytes.
-            ringfeed_decode::OutputMut::F32(
-                bytemuck::try_cast_slice_mut(slot)
-                    .map_err(|e| crate::Error::Shutdown(format!("image buffer is not f32-aligned: {e}")))?,
-            )
-        };
-        let mut rng = crate::order::sample_rng(s.seed, epoch, index);
-        let began = std::time::Instant::now();
-        let result = pipe.borrow_mut().run(record, &mut rng, out);
-        let took = began.elapsed();
-        match result {
-            Ok(applied) => {
-                s.metrics.decode_ns.fetch_add(applied.decode_time.as_nanos() as u64, Relaxed);
-                s.metrics
-                    .augment_ns
-                    .fetch_add(took.saturating_sub(applied.decode_time).as_nanos() as u64, Relaxed);
-            }
-            Err(source) => {
-                let err = crate::Error::Decode { index, source };
-                match s.policy {
-                    super::config::ErrorPolicy::Fail => return Err(err),
-                    super::config::ErrorPolicy::Skip => {
-                        if s.metrics.skipped.fetch_add(1, Relaxed) < 8 {
-                            log::warn!("skipping record {index}: {err}");
-                        }
-                        p.bad.push(i);
-                    }
-                }
-            }
+        if !decode_one(s, pipe, epoch, p.indices[i], &p.buf[start..p.ends[i]], slot)? {
+            p.bad.push(i);
         }
         glommio::yield_if_needed().await;
+    }
+    if let Some(parts) = shared {
+        parts.collect(images.bytes_mut(), slot_bytes, &mut p.bad).await?;
     }
     p.images = Some(images);
     Ok(())
 }
 
+/// Bytes of one sample's output.
+pub(crate) fn slot_bytes(pipe: &ringfeed_decode::Pipeline) -> usize {
+    pipe.output_len() * if pipe.output() == ImageOutput::U8 { 1 } else { 4 }
+}
+
+/// Decodes record `index` into `slot`, counting decode and augment time.
+/// Returns `Ok(false)` when the record is undecodable and the policy skips
+/// it (counted and logged), the error when the policy fails.
+pub(crate) fn decode_one(
+    s: &super::worker::WorkerSpec,
+    pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
+    epoch: u64,
+    index: u64,
+    record: &[u8],
+    slot: &mut [u8],
+) -> crate::Result<bool> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let out = if pipe.borrow().output() == ImageOutput::U8 {
+        ringfeed_decode::OutputMut::U8(slot)
+    } else {
+        // Buffers are page-aligned and slots multiples of 4 bytes.
+        ringfeed_decode::OutputMut::F32(
+            bytemuck::try_cast_slice_mut(slot)
+                .map_err(|e| crate::Error::Shutdown(format!("image buffer is not f32-aligned: {e}")))?,
+        )
+    };
+    let mut rng = crate::order::sample_rng(s.seed, epoch, index);
+    let began = std::time::Instant::now();
+    let result = pipe.borrow_mut().run(record, &mut rng, out);
+    let took = began.elapsed();
+    match result {
+        Ok(applied) => {
+            s.metrics.decode_ns.fetch_add(applied.decode_time.as_nanos() as u64, Relaxed);
+            s.metrics
+                .augment_ns
+                .fetch_add(took.saturating_sub(applied.decode_time).as_nanos() as u64, Relaxed);
+            Ok(true)
+        }
+        Err(source) => {
+            let err = crate::Error::Decode { index, source };
+            match s.policy {
+                super::config::ErrorPolicy::Fail => Err(err),
+                super::config::ErrorPolicy::Skip => {
+                    if s.metrics.skipped.fetch_add(1, Relaxed) < 8 {
+                        log::warn!("skipping record {index}: {err}");
+                    }
+                    Ok(false)
+                }
+            }
+        }
+    }
+}
+
 /// Output side and element type of the loader's pipeline.
-fn spec_shape(s: &super::worker::WorkerSpec) -> crate::Result<(usize, ImageDtype)> {
+pub(crate) fn spec_shape(s: &super::worker::WorkerSpec) -> crate::Result<(usize, ImageDtype)> {
     let Some(spec) = &s.images else { return Err(crate::Error::Config("no image pipeline".into())) };
     let side = match spec.transform {
         ImageTransform::Train { size, .. } => size,

@@ -132,6 +132,11 @@ impl Loader {
         let pool = BufferPool::new(cores * (per_worker + reading) + 2);
         let mut receivers = Vec::with_capacity(cores);
         let mut workers = Vec::with_capacity(cores);
+        let mut first_batch = if cfg.images.is_some() {
+            super::first_batch::channels(cores)
+        } else {
+            (0..cores).map(|_| None).collect()
+        };
         for (id, cpu) in cpus.iter().enumerate() {
             let (tx, rx) = flume::bounded(per_worker);
             receivers.push(rx);
@@ -159,6 +164,7 @@ impl Loader {
                 stop: stop.clone(),
                 pool: pool.clone(),
                 images: cfg.images,
+                first_batch: first_batch[id].take(),
             };
             let placement = match cpu {
                 Some(c) => Placement::Fixed(*c),

@@ -4,6 +4,7 @@
 pub(crate) mod batch;
 pub(crate) mod coalesce;
 pub(crate) mod config;
+pub(crate) mod first_batch;
 pub(crate) mod images;
 pub(crate) mod loader;
 pub(crate) mod metrics;

@@ -62,6 +62,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) images: Option<super::images::ImagePipeline>,
+    /// This worker's part in decoding the run's first batch.
+    pub(crate) first_batch: Option<super::first_batch::FirstBatch>,
 }
 
 enum Handle {
@@ -92,11 +94,15 @@ struct Ctx {
     files: Vec<Handle>,
     /// This core's image pipeline, when the loader decodes images.
     pipeline: Option<std::cell::RefCell<ringfeed_decode::Pipeline>>,
+    /// The other workers' shares of the run's first batch, taken by the
+    /// first unit this worker reads.
+    first_parts: std::cell::RefCell<Option<super::first_batch::Parts>>,
 }
 
 /// The worker's main loop; returns when the run is done, the consumer went
 /// away, or a fatal error was sent.
-pub(crate) async fn run(spec: WorkerSpec) {
+pub(crate) async fn run(mut spec: WorkerSpec) {
+    let first_batch = spec.first_batch.take();
     let mut files = Vec::with_capacity(spec.dataset.shards().len());
     for shard in spec.dataset.shards() {
         let path = shard.path();
@@ -119,13 +125,19 @@ pub(crate) async fn run(spec: WorkerSpec) {
             return;
         }
     };
-    let ctx = Rc::new(Ctx { spec, files, pipeline });
+    let (first_parts, helps) = match first_batch {
+        Some(super::first_batch::FirstBatch::Own(parts)) if pipeline.is_some() => (Some(parts), None),
+        Some(super::first_batch::FirstBatch::Help(tx)) => (None, Some(tx)),
+        _ => (None, None),
+    };
+    let ctx = Rc::new(Ctx { spec, files, pipeline, first_parts: std::cell::RefCell::new(first_parts) });
     let s = &ctx.spec;
     let (cores, id) = (s.cores, s.id);
-    let mine = units(s.start_epoch, s.start_batch, s.end_epoch, s.batches_per_epoch, s.unit_len)
-        .enumerate()
-        .filter(move |(seq, _)| seq % cores == id)
-        .map(|(_, u)| u);
+    let all = || units(s.start_epoch, s.start_batch, s.end_epoch, s.batches_per_epoch, s.unit_len);
+    if let (Some(tx), Some(pipe), Some(first)) = (helps, &ctx.pipeline, all().next()) {
+        super::first_batch::help(s, pipe, first, tx).await;
+    }
+    let mine = all().enumerate().filter(move |(seq, _)| seq % cores == id).map(|(_, u)| u);
     drive(&ctx, mine).await;
     if let Ok(ctx) = Rc::try_unwrap(ctx) {
         for f in ctx.files {
@@ -188,6 +200,8 @@ pub(crate) struct Pending {
 
 async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
     let s = &ctx.spec;
+    // Taken before any await, so that the run's first unit gets it.
+    let first_parts = ctx.first_parts.borrow_mut().take();
     let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
     let mut pending = Vec::with_capacity(unit.count as usize);
     let mut slots = Vec::new();
@@ -273,8 +287,9 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
     }
     s.metrics.read_ns.fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     if let Some(pipe) = &ctx.pipeline {
+        let mut shared = first_parts;
         for p in &mut pending {
-            super::images::decode_pending(s, pipe, unit.epoch, p).await?;
+            super::images::decode_pending(s, pipe, unit.epoch, p, shared.take()).await?;
         }
     }
     pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect()

@@ -1,0 +1,126 @@
+//! The run's first batch, decoded by every worker at once.
+//!
+//! Batches go to workers round-robin, one per worker, so the first batch
+//! would wait for one core to decode all of its images while the others
+//! decode later batches. Time to the first batch is what a user sees at
+//! every start and resume, so that batch is split instead: each worker
+//! decodes a contiguous share of its positions (reading those records
+//! itself, synchronously; they are few) and sends the pixels to the worker
+//! that owns the batch, which copies them into its slots. Later batches
+//! are unaffected. The pixels are the same whoever decodes them: each
+//! sample's randomness comes from (seed, epoch, index).
+
+use std::ops::Range;
+
+use super::images::{decode_one, slot_bytes};
+use super::plan::{EpochPlan, Unit};
+use super::worker::WorkerSpec;
+use crate::error::{Error, Result};
+
+/// One worker's share of the first batch.
+#[derive(Debug)]
+pub(crate) struct Part {
+    /// First position of the share.
+    start: usize,
+    /// The share's decoded samples, back to back (`u32` words so that `f32`
+    /// output is aligned).
+    words: Vec<u32>,
+    /// Bytes of `words` that are samples.
+    len: usize,
+    /// Positions whose records were undecodable and are skipped.
+    skipped: Vec<usize>,
+}
+
+/// How a worker takes part in the first batch.
+#[derive(Debug)]
+pub(crate) enum FirstBatch {
+    /// Decode this worker's share and send it to the owner.
+    Help(flume::Sender<Result<Part>>),
+    /// Own the batch: receive the other workers' shares.
+    Own(Parts),
+}
+
+/// The owner's end: the shares of the other `helpers` workers.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    rx: flume::Receiver<Result<Part>>,
+    helpers: usize,
+}
+
+/// Channel ends for `cores` workers (worker 0 owns the first batch), or
+/// nothing when there is no one to share with.
+pub(crate) fn channels(cores: usize) -> Vec<Option<FirstBatch>> {
+    if cores < 2 {
+        return (0..cores).map(|_| None).collect();
+    }
+    let (tx, rx) = flume::bounded(cores);
+    let mut ends = vec![Some(FirstBatch::Own(Parts { rx, helpers: cores - 1 }))];
+    ends.extend((1..cores).map(|_| Some(FirstBatch::Help(tx.clone()))));
+    ends
+}
+
+/// Positions of worker `id`'s share of a batch of `n`.
+pub(crate) fn share_of(n: usize, cores: usize, id: usize) -> Range<usize> {
+    n * id / cores..n * (id + 1) / cores
+}
+
+impl Parts {
+    /// Waits for every helper's share and copies it into `images` (slots
+    /// of `slot` bytes); adds their skipped positions to `skipped`.
+    pub(crate) async fn collect(
+        self,
+        images: &mut [u8],
+        slot: usize,
+        skipped: &mut Vec<usize>,
+    ) -> Result<()> {
+        for _ in 0..self.helpers {
+            let part = self.rx.recv_async().await.map_err(|_| {
+                Error::Shutdown("a worker stopped before decoding its share of the first batch".into())
+            })??;
+            let bytes = bytemuck::cast_slice::<u32, u8>(&part.words).get(..part.len).unwrap_or_default();
+            let at = part.start * slot;
+            let dst = images
+                .get_mut(at..at + bytes.len())
+                .ok_or_else(|| Error::Shutdown("a share of the first batch does not fit it".into()))?;
+            dst.copy_from_slice(bytes);
+            for pos in part.skipped {
+                if !skipped.contains(&pos) {
+                    skipped.push(pos);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes this worker's share of `unit`'s first batch and sends it to the
+/// owner. Records that cannot be read are left to the owner, which reads
+/// the whole batch and applies the error policy to them.
+pub(crate) async fn help(
+    s: &WorkerSpec,
+    pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
+    unit: Unit,
+    tx: flume::Sender<Result<Part>>,
+) {
+    let part = async {
+        let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
+        let indices = plan.batch_indices(unit.first);
+        let share = share_of(indices.len(), s.cores, s.id);
+        let slot = slot_bytes(&pipe.borrow());
+        let len = share.len() * slot;
+        let mut words = vec![0u32; len.div_ceil(4)];
+        let mut skipped = Vec::new();
+        for (k, pos) in share.clone().enumerate() {
+            let Ok(record) = s.dataset.record(indices[pos]) else { continue };
+            let out = &mut bytemuck::cast_slice_mut(&mut words)[k * slot..(k + 1) * slot];
+            if !decode_one(s, pipe, unit.epoch, indices[pos], &record.payload, out)? {
+                skipped.push(pos);
+            }
+            glommio::yield_if_needed().await;
+        }
+        Ok(Part { start: share.start, words, len, skipped })
+    }
+    .await;
+    // The owner may be gone (the loader was dropped); nothing to do then.
+    let _ = tx.send_async(part).await;
+}
