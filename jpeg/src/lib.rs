@@ -91,6 +91,8 @@ pub enum PixelFormat {
     Gray,
     /// 4 bytes per pixel, as libjpeg emits CMYK (Adobe-inverted).
     Cmyk,
+    /// 4 bytes per pixel: RGB plus a padding byte (255).
+    Rgbx,
 }
 
 impl PixelFormat {
@@ -99,7 +101,7 @@ impl PixelFormat {
         match self {
             PixelFormat::Rgb => 3,
             PixelFormat::Gray => 1,
-            PixelFormat::Cmyk => 4,
+            PixelFormat::Cmyk | PixelFormat::Rgbx => 4,
         }
     }
 
@@ -108,6 +110,7 @@ impl PixelFormat {
             PixelFormat::Rgb => tj::TJPF_TJPF_RGB,
             PixelFormat::Gray => tj::TJPF_TJPF_GRAY,
             PixelFormat::Cmyk => tj::TJPF_TJPF_CMYK,
+            PixelFormat::Rgbx => tj::TJPF_TJPF_RGBX,
         }
     }
 }
