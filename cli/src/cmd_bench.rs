@@ -29,8 +29,10 @@ pub(crate) struct Args {
     /// Batches queued ahead of the consumer.
     #[arg(long, default_value_t = 8)]
     prefetch: usize,
-    /// What to do with corrupt records.
-    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    /// What to do with corrupt records (failed checksum or undecodable
+    /// image): stop with an error, leave them out, or put a
+    /// deterministically chosen other record in their place.
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip", "replace"])]
     on_corrupt: String,
     /// io_uring buffer memory per core (suffixes K, M, G) [default: 16M, less under a low memlock limit].
     #[arg(long, value_parser = crate::units::parse_size)]
@@ -91,7 +93,11 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "buffered" => IoMode::Buffered,
             _ => IoMode::Auto,
         })
-        .on_error(if a.on_corrupt == "skip" { ErrorPolicy::Skip } else { ErrorPolicy::Fail });
+        .on_error(match a.on_corrupt.as_str() {
+            "skip" => ErrorPolicy::Skip,
+            "replace" => ErrorPolicy::Replace,
+            _ => ErrorPolicy::Fail,
+        });
     if let Some(c) = a.cores {
         builder = builder.cores(c);
     }
@@ -199,15 +205,23 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         }
         println!(
             "reads {} ({:.2} records/read), read latency p50 {} µs p99 {} µs, consumer waited {:.0} ms, \
-             max queue {} batches, skipped {}",
+             max queue {} batches",
             m.reads,
             m.records_per_read,
             m.read_latency_us_p50,
             m.read_latency_us_p99,
             m.consumer_wait_ms,
             m.queue_depth_max,
-            m.skipped
         );
+        if m.corrupt > 0 {
+            println!(
+                "corrupt records: {} ({} skipped, {} replaced); first:",
+                m.corrupt, m.skipped, m.replaced
+            );
+            for location in &m.corrupt_locations {
+                println!("  {location}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

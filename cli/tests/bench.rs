@@ -221,3 +221,42 @@ fn image_pipelines_give_the_same_digest_on_one_or_two_cores() {
         assert_eq!(digest("1"), digest("2"), "{pipeline}");
     }
 }
+
+#[test]
+fn corrupt_records_fail_skip_or_are_replaced() {
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    // Flip a byte inside record 100's payload (1,700 bytes long).
+    let (shard, offset) = {
+        let d = ringfeed::Dataset::open(&ds).unwrap();
+        let loc = d.locate(100).unwrap();
+        (d.shards()[loc.shard].path().to_path_buf(), loc.offset + 50)
+    };
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[offset as usize] ^= 1;
+    std::fs::write(&shard, bytes).unwrap();
+
+    let failed = run(&["bench", s(&ds), "--json", "--batch", "16"]);
+    assert!(!failed.status.success());
+    let msg = String::from_utf8_lossy(&failed.stderr);
+    assert!(msg.contains("checksum") && msg.contains(s(&shard)), "{msg}");
+
+    let skipped = json(&run(&["bench", s(&ds), "--json", "--batch", "16", "--on-corrupt", "skip"]));
+    assert_eq!(skipped["samples"], 299);
+    assert_eq!(skipped["metrics"]["skipped"], 1);
+
+    let replaced = json(&run(&["bench", s(&ds), "--json", "--batch", "16", "--on-corrupt", "replace"]));
+    assert_eq!(replaced["samples"], 300);
+    assert_eq!(replaced["metrics"]["replaced"], 1);
+    assert!(
+        replaced["metrics"]["corrupt_locations"][0].as_str().unwrap().contains("record 100"),
+        "{replaced}"
+    );
+    let again =
+        json(&run(&["bench", s(&ds), "--json", "--batch", "16", "--on-corrupt", "replace", "--cores", "1"]));
+    assert_eq!(again["digest"], replaced["digest"]);
+
+    let text = run(&["bench", s(&ds), "--batch", "16", "--on-corrupt", "replace"]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("corrupt records: 1 (0 skipped, 1 replaced)"), "{out}");
+}

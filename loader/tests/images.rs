@@ -84,6 +84,37 @@ fn undecodable_records_fail_or_are_skipped() {
     }
 }
 
+#[test]
+fn undecodable_records_are_replaced_by_a_decodable_one() {
+    let (dir, recs) = dataset(true);
+    let mut digests = Vec::new();
+    for cores in [1, 2] {
+        let batches: Vec<Batch> = run(dir.path(), ImagePipeline::train(32), cores, ErrorPolicy::Replace)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 24, "shapes kept");
+        let replaced: Vec<(u64, u64)> = batches.iter().flat_map(|b| b.replaced.clone()).collect();
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(replaced[0].0, 5);
+        let slot = 3 * 32 * 32;
+        let mut d = Digest::default();
+        for b in &batches {
+            d.update(b);
+            let images = b.images.as_ref().unwrap();
+            assert_eq!(images.shape()[0], b.len());
+            assert!(!b.indices.contains(&5));
+            // The stand-in's row is its own decode, with its own randomness.
+            for (row, &index) in b.indices.iter().enumerate() {
+                let want = standalone(ImagePipeline::train(32), &recs[index as usize], b.epoch, index);
+                assert_eq!(&images.data()[row * slot..(row + 1) * slot], &want[..], "record {index}");
+            }
+        }
+        digests.push(d.hex());
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
 /// The run's first batch is decoded by every worker (each its share of
 /// the positions); its rows must still be each record's own pixels, and
 /// an undecodable record in a helper's share must follow the policy.

@@ -20,6 +20,10 @@ pub struct Batch {
     /// Records left out under [`ErrorPolicy::Skip`](crate::ErrorPolicy::Skip)
     /// (dataset indices); empty otherwise.
     pub skipped: Vec<u64>,
+    /// Records replaced under [`ErrorPolicy::Replace`](crate::ErrorPolicy::Replace),
+    /// as `(corrupt, substitute)` dataset indices; the substitute's index
+    /// and label are in `indices` and `labels`. Empty otherwise.
+    pub replaced: Vec<(u64, u64)>,
     /// Decoded and augmented images `[B, C, H, W]`, when the loader was
     /// given an [`ImagePipeline`](crate::ImagePipeline).
     pub images: Option<super::images::Images>,
@@ -38,7 +42,17 @@ impl Batch {
         ends: Vec<usize>,
     ) -> Self {
         debug_assert_eq!(indices.len(), ends.len());
-        Batch { epoch, index, indices, labels, skipped: Vec::new(), images: None, data, ends }
+        Batch {
+            epoch,
+            index,
+            indices,
+            labels,
+            skipped: Vec::new(),
+            replaced: Vec::new(),
+            images: None,
+            data,
+            ends,
+        }
     }
 
     /// Number of records.

@@ -25,6 +25,13 @@ pub enum ErrorPolicy {
     /// ([`MetricsSnapshot::skipped`](crate::MetricsSnapshot::skipped)) and
     /// go on; the batch lists it in [`Batch::skipped`](crate::Batch::skipped).
     Skip,
+    /// Put another record in its place, chosen deterministically from
+    /// (seed, epoch, index) among records that read and decode cleanly, so
+    /// batch shapes and the digest stay reproducible; count it
+    /// ([`MetricsSnapshot::replaced`](crate::MetricsSnapshot::replaced)).
+    /// The batch lists `(corrupt, substitute)` pairs in
+    /// [`Batch::replaced`](crate::Batch::replaced).
+    Replace,
 }
 
 /// Configures a [`Loader`]; obtained from [`Loader::builder`].

@@ -164,7 +164,7 @@ impl ImageBuf {
         }
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             #[cfg(not(feature = "tch"))]
             ImageBuf::Pool(b) => b,
@@ -218,8 +218,8 @@ pub(crate) fn slot_bytes(pipe: &ringfeed_decode::Pipeline) -> usize {
 }
 
 /// Decodes record `index` into `slot`, counting decode and augment time.
-/// Returns `Ok(false)` when the record is undecodable and the policy skips
-/// it (counted and logged), the error when the policy fails.
+/// Returns `Ok(false)` when the record is undecodable and the policy
+/// tolerates it (counted and logged), the error when the policy fails.
 pub(crate) fn decode_one(
     s: &super::worker::WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
@@ -252,15 +252,14 @@ pub(crate) fn decode_one(
         }
         Err(source) => {
             let err = crate::Error::Decode { index, source };
-            match s.policy {
-                super::config::ErrorPolicy::Fail => Err(err),
-                super::config::ErrorPolicy::Skip => {
-                    if s.metrics.skipped.fetch_add(1, Relaxed) < 8 {
-                        log::warn!("skipping record {index}: {err}");
-                    }
-                    Ok(false)
-                }
+            if s.policy == super::config::ErrorPolicy::Fail {
+                return Err(err);
             }
+            s.metrics.corrupt(|| err.to_string());
+            if s.policy == super::config::ErrorPolicy::Skip {
+                s.metrics.skipped.fetch_add(1, Relaxed);
+            }
+            Ok(false)
         }
     }
 }

@@ -1,10 +1,14 @@
 //! Loader counters, updated by the workers and the consumer without locks,
 //! read as a [`MetricsSnapshot`].
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// Corrupt records whose location the metrics keep (and the log shows).
+const CORRUPT_LOCATIONS: usize = 8;
 
 /// Latency buckets: bucket `i` counts reads that took `[2^i, 2^(i+1))` µs.
 const BUCKETS: usize = 32;
@@ -16,6 +20,9 @@ pub(crate) struct Metrics {
     pub(crate) io_bytes: AtomicU64,
     pub(crate) reads: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    pub(crate) replaced: AtomicU64,
+    corrupt: AtomicU64,
+    corrupt_locations: Mutex<Vec<String>>,
     pub(crate) batches: AtomicU64,
     pub(crate) wait_ns: AtomicU64,
     pub(crate) queue_depth_max: AtomicU64,
@@ -34,6 +41,18 @@ impl Metrics {
         self.io_bytes.fetch_add(bytes, Relaxed);
     }
 
+    /// Counts a corrupt record that the policy tolerates, keeping (and
+    /// logging) the location of the first few.
+    pub(crate) fn corrupt(&self, location: impl FnOnce() -> String) {
+        if self.corrupt.fetch_add(1, Relaxed) < CORRUPT_LOCATIONS as u64 {
+            let location = location();
+            log::warn!("corrupt record: {location}");
+            if let Ok(mut kept) = self.corrupt_locations.lock() {
+                kept.push(location);
+            }
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let hist: Vec<u64> = self.latency.iter().map(|c| c.load(Relaxed)).collect();
         let records = self.records.load(Relaxed);
@@ -46,6 +65,9 @@ impl Metrics {
             reads,
             records_per_read: if reads == 0 { 0.0 } else { records as f64 / reads as f64 },
             skipped: self.skipped.load(Relaxed),
+            replaced: self.replaced.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            corrupt_locations: self.corrupt_locations.lock().map(|v| v.clone()).unwrap_or_default(),
             consumer_wait_ms: self.wait_ns.load(Relaxed) as f64 / 1e6,
             queue_depth_max: self.queue_depth_max.load(Relaxed),
             read_ms: self.read_ns.load(Relaxed) as f64 / 1e6,
@@ -93,6 +115,14 @@ pub struct MetricsSnapshot {
     pub records_per_read: f64,
     /// Corrupt records skipped under the skip policy.
     pub skipped: u64,
+    /// Corrupt records replaced under the replace policy.
+    pub replaced: u64,
+    /// Corrupt records met under the skip and replace policies (failed
+    /// checksum or undecodable), including candidates the replace policy
+    /// tried and rejected.
+    pub corrupt: u64,
+    /// Where the first few corrupt records were and what was wrong.
+    pub corrupt_locations: Vec<String>,
     /// Time the consumer spent waiting for batches.
     pub consumer_wait_ms: f64,
     /// Largest number of batches seen queued for the consumer.

@@ -10,6 +10,7 @@ pub(crate) mod loader;
 pub(crate) mod metrics;
 pub(crate) mod plan;
 pub(crate) mod pool;
+pub(crate) mod replace;
 pub(crate) mod resources;
 pub(crate) mod state;
 #[cfg(feature = "tch")]

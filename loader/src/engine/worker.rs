@@ -33,8 +33,6 @@ use crate::pack::reader::Dataset;
 pub(crate) fn units_in_flight(cores: usize) -> usize {
     2usize.div_ceil(cores)
 }
-/// Corrupt records logged individually before the log goes quiet.
-const LOGGED_CORRUPTIONS: u64 = 8;
 
 /// Everything a worker needs; moved into its executor thread.
 pub(crate) struct WorkerSpec {
@@ -196,6 +194,8 @@ pub(crate) struct Pending {
     pub(crate) bad: Vec<usize>,
     /// Decoded images, `[B, C, H, W]`, when the loader has a pipeline.
     pub(crate) images: Option<super::images::ImageBuf>,
+    /// Records standing in for corrupt ones under the replace policy.
+    pub(crate) substitutes: Vec<super::replace::Substitute>,
 }
 
 async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
@@ -232,7 +232,16 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
             .pool
             .take(total)
             .map_err(|e| Error::Shutdown(format!("cannot map a {total}-byte batch buffer: {e}")))?;
-        pending.push(Pending { index: b, indices, labels, ends, buf, bad: Vec::new(), images: None });
+        pending.push(Pending {
+            index: b,
+            indices,
+            labels,
+            ends,
+            buf,
+            bad: Vec::new(),
+            images: None,
+            substitutes: Vec::new(),
+        });
     }
     let runs = coalesce(wants, |_| s.align, s.max_merge, s.max_gap);
     let read_started = Instant::now();
@@ -292,6 +301,11 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
             super::images::decode_pending(s, pipe, unit.epoch, p, shared.take()).await?;
         }
     }
+    if s.policy == ErrorPolicy::Replace {
+        for p in &mut pending {
+            super::replace::fill(s, ctx.pipeline.as_ref(), unit.epoch, p)?;
+        }
+    }
     pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect()
 }
 
@@ -325,31 +339,35 @@ fn clone_err(e: &Error) -> Error {
 }
 
 fn on_bad_record(s: &WorkerSpec, p: &mut Pending, slot: &Slot, e: Error) -> Result<()> {
-    match s.policy {
-        ErrorPolicy::Fail => Err(e),
-        ErrorPolicy::Skip => {
-            let n = s.metrics.skipped.fetch_add(1, Ordering::Relaxed);
-            if n < LOGGED_CORRUPTIONS {
-                log::warn!("skipping record {} (shard {}): {e}", slot.index, slot.shard);
-            }
-            p.bad.push(slot.pos);
-            Ok(())
-        }
+    if s.policy == ErrorPolicy::Fail {
+        return Err(e);
     }
+    s.metrics.corrupt(|| format!("record {} (shard {}): {e}", slot.index, slot.shard));
+    if s.policy == ErrorPolicy::Skip {
+        s.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    p.bad.push(slot.pos);
+    Ok(())
 }
 
 /// Turns a filled batch into a [`Batch`], dropping skipped records.
 fn finish(s: &WorkerSpec, epoch: u64, mut p: Pending) -> Result<Batch> {
     let images = super::images::finish_images(s, p.images.take(), p.indices.len(), &p.bad)?;
-    let mut batch = if p.bad.is_empty() {
+    let mut batch = if p.bad.is_empty() && p.substitutes.is_empty() {
         Batch::new(epoch, p.index, p.indices, p.labels, s.pool.freeze(p.buf), p.ends)
     } else {
-        let (mut data, mut indices, mut labels, mut ends, mut skipped) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut data, mut indices, mut labels, mut ends, mut skipped, mut replaced) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut start = 0;
         for (i, &end) in p.ends.iter().enumerate() {
             if p.bad.contains(&i) {
                 skipped.push(p.indices[i]);
+            } else if let Some(sub) = p.substitutes.iter().find(|sub| sub.pos == i) {
+                data.extend_from_slice(&sub.record.payload);
+                indices.push(sub.record.index);
+                labels.push(sub.record.label);
+                ends.push(data.len());
+                replaced.push((p.indices[i], sub.record.index));
             } else {
                 data.extend_from_slice(&p.buf[start..end]);
                 indices.push(p.indices[i]);
@@ -360,6 +378,7 @@ fn finish(s: &WorkerSpec, epoch: u64, mut p: Pending) -> Result<Batch> {
         }
         let mut b = Batch::new(epoch, p.index, indices, labels, Bytes::from(data), ends);
         b.skipped = skipped;
+        b.replaced = replaced;
         b
     };
     batch.images = images;

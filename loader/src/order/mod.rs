@@ -41,6 +41,7 @@ pub(crate) const TAG_PERMUTATION: u64 = 1;
 pub(crate) const TAG_BLOCKS: u64 = 2;
 pub(crate) const TAG_WINDOW: u64 = 3;
 pub(crate) const TAG_SAMPLE: u64 = 4;
+pub(crate) const TAG_REPLACE: u64 = 5;
 
 /// The splitmix64 finaliser: a bijection of `u64` with full avalanche.
 #[inline]
