@@ -86,3 +86,71 @@ fn replaced_records_keep_batch_shapes_and_the_digest() {
     }
     assert_eq!(digests[0], digests[1], "replacement depends on the core count");
 }
+
+/// A loader over the undamaged set, workers started (shards open).
+fn started(dir: &std::path::Path, io: ringfeed::IoMode, policy: ErrorPolicy) -> Loader {
+    Loader::builder(dir)
+        .batch_size(32)
+        .seed(11)
+        .cores(2)
+        .prefetch(2)
+        .io_mode(io)
+        .on_error(policy)
+        .ddp(DdpConfig::default())
+        .build()
+        .unwrap()
+}
+
+fn intact() -> (tempfile::TempDir, Vec<Rec>) {
+    let dir = scratch();
+    let sizes: Vec<usize> = (0..600).map(|i| 200 + (i * 7919) % 5000).collect();
+    let recs = records(&sizes);
+    pack(dir.path(), &recs, 400_000);
+    (dir, recs)
+}
+
+#[test]
+fn a_shard_truncated_underneath_is_reported_never_a_wrong_batch() {
+    for io in [ringfeed::IoMode::Direct, ringfeed::IoMode::Buffered] {
+        let (dir, recs) = intact();
+        let shard = shard_paths(dir.path())[0].clone();
+        let mut l = started(dir.path(), io, ErrorPolicy::Fail);
+        let first = l.next().unwrap().unwrap();
+        let len = std::fs::metadata(&shard).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len / 3).unwrap();
+        let rest: Vec<_> = l.collect();
+        let err = rest.iter().find_map(|r| r.as_ref().err()).expect("the truncation must surface");
+        assert!(err.is_corruption() || matches!(err, ringfeed::Error::Io { .. }), "{err}");
+        assert!(err.to_string().contains(shard.to_str().unwrap()), "{err}");
+        let ok: Vec<Batch> = std::iter::once(first).chain(rest.into_iter().map_while(Result::ok)).collect();
+        check_payloads(&ok, &recs);
+
+        // Under skip, the lost records are left out and the rest delivered.
+        let (dir, recs) = intact();
+        let shard = shard_paths(dir.path())[0].clone();
+        let mut l = started(dir.path(), io, ErrorPolicy::Skip);
+        let first = l.next().unwrap().unwrap();
+        let len = std::fs::metadata(&shard).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len / 3).unwrap();
+        let mut batches = vec![first];
+        batches.extend(l.by_ref().map(Result::unwrap));
+        let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
+        assert!(skipped > 0, "{io:?}: nothing was lost?");
+        assert_eq!(batches.iter().map(Batch::len).sum::<usize>() + skipped, 600);
+        assert_eq!(l.metrics().skipped as usize, skipped);
+        check_payloads(&batches, &recs);
+    }
+}
+
+#[test]
+fn a_shard_deleted_after_open_is_still_read_in_full() {
+    let (dir, recs) = intact();
+    let mut l = started(dir.path(), ringfeed::IoMode::Direct, ErrorPolicy::Fail);
+    for shard in shard_paths(dir.path()) {
+        std::fs::remove_file(shard).unwrap();
+    }
+    let batches: Vec<Batch> = l.by_ref().map(Result::unwrap).collect();
+    let seen: BTreeSet<u64> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+    assert_eq!(seen.len(), 600);
+    check_payloads(&batches, &recs);
+}

@@ -130,10 +130,11 @@ pub(crate) async fn run(mut spec: WorkerSpec) {
         .iter()
         .map(|shard| {
             let path = shard.path().to_path_buf();
+            let same_file = reopen_path(shard);
             glommio::spawn_local(async move {
                 let opened = match io {
-                    IoMode::Direct => DmaFile::open(&path).await.map(Handle::Direct),
-                    _ => BufferedFile::open(&path).await.map(Handle::Buffered),
+                    IoMode::Direct => DmaFile::open(&same_file).await.map(Handle::Direct),
+                    _ => BufferedFile::open(&same_file).await.map(Handle::Buffered),
                 };
                 opened.map_err(|e| Error::io("open", path, e.into()))
             })
@@ -159,6 +160,16 @@ pub(crate) async fn run(mut spec: WorkerSpec) {
             f.close().await;
         }
     }
+}
+
+/// A path that opens the very file the dataset validated: its descriptor's
+/// entry in `/proc/self/fd`, so that a shard renamed, replaced or deleted
+/// after the dataset was opened is still read as it was (the shard's own
+/// path where `/proc` is missing).
+fn reopen_path(shard: &crate::pack::reader::Shard) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    let proc = std::path::PathBuf::from(format!("/proc/self/fd/{}", shard.file().as_raw_fd()));
+    if proc.exists() { proc } else { shard.path().to_path_buf() }
 }
 
 async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
