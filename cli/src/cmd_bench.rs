@@ -58,9 +58,19 @@ pub(crate) struct Args {
     /// delivery alone, as a training loop sees it.
     #[arg(long)]
     no_digest: bool,
+    /// Check that every epoch delivered exactly this rank's records (the
+    /// epoch plan's multiset of indices); exit 1 naming the first epoch
+    /// that did not.
+    #[arg(long)]
+    check_coverage: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
 /// A memory figure of this process from /proc/self/status, in MB
@@ -115,21 +125,48 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(m) = a.io_memory {
         builder = builder.io_memory(usize::try_from(m)?);
     }
+    let fds_before = open_fds();
     let started = Instant::now();
     let mut loader = builder.build()?;
+    let loader_records = loader.state().records;
     let mut digest = Digest::default();
     let (mut samples, mut bytes) = (0u64, 0u64);
     let mut epoch_secs = Vec::new();
     let mut epoch_rss = Vec::new();
+    let mut epoch_fds = Vec::new();
     let mut epoch_started = Instant::now();
     let mut epoch = loader.state().epoch;
+    let mut delivered = Vec::new();
+    let check = |epoch: u64, delivered: &mut Vec<u64>| -> Result<()> {
+        if a.check_coverage {
+            let plan = ringfeed::EpochPlan::new(
+                loader_records,
+                a.order.shuffle(),
+                a.order.seed,
+                epoch,
+                a.order.ddp()?,
+                a.order.batch,
+            )?;
+            let mut want: Vec<u64> = (0..plan.batches()).flat_map(|b| plan.batch_indices(b)).collect();
+            want.sort_unstable();
+            delivered.sort_unstable();
+            anyhow::ensure!(*delivered == want, "epoch {epoch} did not deliver exactly this rank's records");
+        }
+        delivered.clear();
+        Ok(())
+    };
     for batch in loader.by_ref() {
         let batch = batch?;
         if batch.epoch != epoch {
             epoch_secs.push(epoch_started.elapsed().as_secs_f64());
             epoch_rss.push(status_mb("VmRSS:"));
+            epoch_fds.push(open_fds());
+            check(epoch, &mut delivered)?;
             epoch_started = Instant::now();
             epoch = batch.epoch;
+        }
+        if a.check_coverage {
+            delivered.extend_from_slice(&batch.indices);
         }
         if !a.no_digest {
             digest.update(&batch);
@@ -139,12 +176,15 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     }
     epoch_secs.push(epoch_started.elapsed().as_secs_f64());
     epoch_rss.push(status_mb("VmRSS:"));
+    epoch_fds.push(open_fds());
+    check(epoch, &mut delivered)?;
     let secs = started.elapsed().as_secs_f64();
     let m = loader.metrics();
     let first_ms = loader.time_to_first_batch().map_or(0.0, |d| d.as_secs_f64() * 1e3);
     let io = format!("{:?}", loader.io_mode()).to_lowercase();
     let cores = loader.cores();
     drop(loader);
+    let fds_after = open_fds();
     let rss_mb = status_mb("VmHWM:");
     // Which stage bounds throughput: the workers' busy share of their cores
     // per stage, against the consumer's waiting.
@@ -174,6 +214,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "digest": (!a.no_digest).then(|| digest.hex()),
             "epoch_seconds": epoch_secs,
             "epoch_rss_mb": epoch_rss,
+            "epoch_fds": epoch_fds,
+            "fds_before": fds_before,
+            "fds_after": fds_after,
+            "coverage_checked": a.check_coverage,
             "io": io,
             "cores": cores,
             "pipeline": a.pipeline,
