@@ -260,3 +260,28 @@ fn corrupt_records_fail_skip_or_are_replaced() {
     let out = String::from_utf8_lossy(&text.stdout);
     assert!(out.contains("corrupt records: 1 (0 skipped, 1 replaced)"), "{out}");
 }
+
+#[test]
+fn an_unreadable_shard_is_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let shard = std::fs::read_dir(&ds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "rfp"))
+        .unwrap();
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any file; drop the capabilities that allow it.
+    for cmd in ["bench", "verify"] {
+        let line = format!(
+            "exec capsh --drop=cap_dac_override,cap_dac_read_search -- -c '{} {cmd} {}'",
+            bin(),
+            s(&ds)
+        );
+        let o = Command::new("sh").args(["-c", &line]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(stderr.contains(s(&shard)) && stderr.contains("ermission denied"), "{cmd}: {stderr}");
+    }
+}
