@@ -11,10 +11,7 @@ use ringfeed::{Batch, DdpConfig, Digest, ErrorPolicy, Loader};
 
 /// 600 records, 1% of them (6) with one bit flipped in their payload.
 fn damaged() -> (tempfile::TempDir, Vec<Rec>, BTreeSet<u64>) {
-    let dir = scratch();
-    let sizes: Vec<usize> = (0..600).map(|i| 200 + (i * 7919) % 5000).collect();
-    let recs = records(&sizes);
-    pack(dir.path(), &recs, 400_000);
+    let (dir, recs) = intact();
     let ds = ringfeed::Dataset::open(dir.path()).unwrap();
     let victims: BTreeSet<u64> = (0..6).map(|k| 17 + k * 97).collect();
     for &v in &victims {
@@ -101,6 +98,7 @@ fn started(dir: &std::path::Path, io: ringfeed::IoMode, policy: ErrorPolicy) -> 
         .unwrap()
 }
 
+/// 600 records of 200..5200 bytes in several shards.
 fn intact() -> (tempfile::TempDir, Vec<Rec>) {
     let dir = scratch();
     let sizes: Vec<usize> = (0..600).map(|i| 200 + (i * 7919) % 5000).collect();
@@ -109,15 +107,30 @@ fn intact() -> (tempfile::TempDir, Vec<Rec>) {
     (dir, recs)
 }
 
+/// A running loader whose first shard loses two thirds of its bytes after
+/// the first batch was delivered; returns it with that batch.
+struct Truncated {
+    _dir: tempfile::TempDir,
+    recs: Vec<Rec>,
+    shard: std::path::PathBuf,
+    loader: Loader,
+    first: Batch,
+}
+
+fn truncated_underneath(io: ringfeed::IoMode, policy: ErrorPolicy) -> Truncated {
+    let (dir, recs) = intact();
+    let shard = shard_paths(dir.path())[0].clone();
+    let mut loader = started(dir.path(), io, policy);
+    let first = loader.next().unwrap().unwrap();
+    let len = std::fs::metadata(&shard).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len / 3).unwrap();
+    Truncated { _dir: dir, recs, shard, loader, first }
+}
+
 #[test]
 fn a_shard_truncated_underneath_is_reported_never_a_wrong_batch() {
     for io in [ringfeed::IoMode::Direct, ringfeed::IoMode::Buffered] {
-        let (dir, recs) = intact();
-        let shard = shard_paths(dir.path())[0].clone();
-        let mut l = started(dir.path(), io, ErrorPolicy::Fail);
-        let first = l.next().unwrap().unwrap();
-        let len = std::fs::metadata(&shard).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len / 3).unwrap();
+        let Truncated { recs, shard, loader: l, first, .. } = truncated_underneath(io, ErrorPolicy::Fail);
         let rest: Vec<_> = l.collect();
         let err = rest.iter().find_map(|r| r.as_ref().err()).expect("the truncation must surface");
         assert!(err.is_corruption() || matches!(err, ringfeed::Error::Io { .. }), "{err}");
@@ -126,12 +139,7 @@ fn a_shard_truncated_underneath_is_reported_never_a_wrong_batch() {
         check_payloads(&ok, &recs);
 
         // Under skip, the lost records are left out and the rest delivered.
-        let (dir, recs) = intact();
-        let shard = shard_paths(dir.path())[0].clone();
-        let mut l = started(dir.path(), io, ErrorPolicy::Skip);
-        let first = l.next().unwrap().unwrap();
-        let len = std::fs::metadata(&shard).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len / 3).unwrap();
+        let Truncated { recs, loader: mut l, first, .. } = truncated_underneath(io, ErrorPolicy::Skip);
         let mut batches = vec![first];
         batches.extend(l.by_ref().map(Result::unwrap));
         let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
