@@ -132,6 +132,7 @@ impl Decoder {
                 Ok(ImageInfo { format: Format::Jpeg, width: h.width, height: h.height })
             }
             Format::Png => {
+                check_png_palette(bytes)?;
                 let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().map_err(png_error)?;
                 let i = reader.info();
                 Ok(ImageInfo { format: Format::Png, width: i.width, height: i.height })
@@ -248,6 +249,7 @@ impl Decoder {
     }
 
     fn decode_png(&mut self, bytes: &[u8], channels: u8, out: &mut Pixels) -> Result<()> {
+        check_png_palette(bytes)?;
         // Check the header's claim before the png crate reads further.
         if let Some((w, h)) = png_dims(bytes) {
             self.limits.check(u64::from(w), u64::from(h), 4)?;
@@ -275,6 +277,29 @@ impl Decoder {
         convert_channels(src, from, channels, &mut out.data);
         Ok(())
     }
+}
+
+/// Refuses a palette (`PLTE`) chunk that is not 1 to 256 RGB triples, as
+/// the PNG specification requires: the `png` crate (0.18.1) panics while
+/// expanding a palette whose length is not a multiple of 3 (found by
+/// fuzzing). Walks the chunks before the image data; anything else
+/// malformed is left to the decoder.
+fn check_png_palette(bytes: &[u8]) -> Result<()> {
+    let mut at = 8;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 768 => {
+                return Err(Error::Corrupt(format!(
+                    "PNG palette of {len} bytes is not 1 to 256 RGB entries"
+                )));
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    Ok(())
 }
 
 /// Width and height from a PNG's IHDR chunk, which must come first.

@@ -92,6 +92,16 @@ fn hostile_inputs_are_errors_by_fault() {
     let mut junk = vec![0xFF, 0xD8, 0xFF, 0xE0];
     junk.extend(std::iter::repeat_n(0x5A, 500));
     assert!(dec(&junk).unwrap_err().is_bad_input());
+    // Found by fuzzing: a palette of 166 bytes (not whole RGB triples) made
+    // the png crate panic; it is refused as corrupt, in decode and header.
+    let bad_palette = fixture("bad_palette.png");
+    assert!(matches!(dec(&bad_palette), Err(Error::Corrupt(m)) if m.contains("palette")));
+    assert!(matches!(Decoder::new(Limits::default()).unwrap().info(&bad_palette), Err(Error::Corrupt(_))));
+    let mut p = ringfeed_decode::Pipeline::train(32).unwrap();
+    let mut out = vec![0f32; p.output_len()];
+    let mut rng =
+        <rand_xoshiro::Xoshiro256PlusPlus as rand_xoshiro::rand_core::SeedableRng>::seed_from_u64(1);
+    assert!(p.run(&bad_palette, &mut rng, ringfeed_decode::OutputMut::F32(&mut out)).is_err());
 }
 
 /// A PNG header (with valid CRC) claiming `w` x `h` pixels and no data.
