@@ -121,9 +121,9 @@ fn undecodable_records_are_replaced_by_a_decodable_one() {
 #[test]
 fn the_shared_first_batch_holds_each_records_pixels() {
     use ringfeed::Shuffle;
-    let first = |dir: &std::path::Path, cores: usize, policy: ErrorPolicy| {
+    let first_of = |dir: &std::path::Path, cores: usize, policy: ErrorPolicy, batch: u64| {
         Loader::builder(dir)
-            .batch_size(8)
+            .batch_size(batch)
             .shuffle(Shuffle::Sequential)
             .seed(3)
             .cores(cores)
@@ -134,6 +134,7 @@ fn the_shared_first_batch_holds_each_records_pixels() {
             .next()
             .unwrap()
     };
+    let first = |dir: &std::path::Path, cores: usize, policy: ErrorPolicy| first_of(dir, cores, policy, 8);
     let check_rows = |b: &Batch, recs: &[Vec<u8>]| {
         let images = b.images.as_ref().unwrap();
         let slot = 3 * 32 * 32;
@@ -155,5 +156,11 @@ fn the_shared_first_batch_holds_each_records_pixels() {
     assert_eq!(b.indices, [0, 1, 2, 3, 4, 6, 7]);
     check_rows(&b, &recs);
     let err = first(dir.path(), 2, ErrorPolicy::Fail).unwrap_err();
+    assert!(err.to_string().contains("record 5"), "{err}");
+    // With batches of 12, record 5 is in the owner's share (positions 0..6).
+    let b = first_of(dir.path(), 2, ErrorPolicy::Skip, 12).unwrap();
+    assert_eq!(b.skipped, [5]);
+    check_rows(&b, &recs);
+    let err = first_of(dir.path(), 2, ErrorPolicy::Fail, 12).unwrap_err();
     assert!(err.to_string().contains("record 5"), "{err}");
 }

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::images::{decode_one, slot_bytes};
+use super::images::{ImageBuf, decode_one, slot_bytes, spec_shape};
 use super::plan::{EpochPlan, Unit};
 use super::worker::WorkerSpec;
 use crate::error::{Error, Result};
@@ -93,9 +93,41 @@ impl Parts {
     }
 }
 
+/// The record indices of `unit`'s first batch and this worker's share of
+/// its positions.
+fn first_batch(s: &WorkerSpec, unit: Unit) -> Result<(Vec<u64>, Range<usize>)> {
+    let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
+    let indices = plan.batch_indices(unit.first);
+    let share = share_of(indices.len(), s.cores, s.id);
+    Ok((indices, share))
+}
+
+/// Decodes the records at positions `share` of `indices` into `dst` (their
+/// slots back to back), reading them synchronously. Records that cannot be
+/// read are left to the owner, which reads the whole batch and applies the
+/// error policy to them. Returns the positions skipped as undecodable.
+async fn decode_share(
+    s: &WorkerSpec,
+    pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
+    epoch: u64,
+    indices: &[u64],
+    share: Range<usize>,
+    dst: &mut [u8],
+) -> Result<Vec<usize>> {
+    let slot = slot_bytes(&pipe.borrow());
+    let mut skipped = Vec::new();
+    for (k, pos) in share.enumerate() {
+        let Ok(record) = s.dataset.record(indices[pos]) else { continue };
+        if !decode_one(s, pipe, epoch, indices[pos], &record.payload, &mut dst[k * slot..(k + 1) * slot])? {
+            skipped.push(pos);
+        }
+        glommio::yield_if_needed().await;
+    }
+    Ok(skipped)
+}
+
 /// Decodes this worker's share of `unit`'s first batch and sends it to the
-/// owner. Records that cannot be read are left to the owner, which reads
-/// the whole batch and applies the error policy to them.
+/// owner.
 pub(crate) async fn help(
     s: &WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
@@ -103,24 +135,42 @@ pub(crate) async fn help(
     tx: flume::Sender<Result<Part>>,
 ) {
     let part = async {
-        let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
-        let indices = plan.batch_indices(unit.first);
-        let share = share_of(indices.len(), s.cores, s.id);
-        let slot = slot_bytes(&pipe.borrow());
-        let len = share.len() * slot;
+        let (indices, share) = first_batch(s, unit)?;
+        let len = share.len() * slot_bytes(&pipe.borrow());
         let mut words = vec![0u32; len.div_ceil(4)];
-        let mut skipped = Vec::new();
-        for (k, pos) in share.clone().enumerate() {
-            let Ok(record) = s.dataset.record(indices[pos]) else { continue };
-            let out = &mut bytemuck::cast_slice_mut(&mut words)[k * slot..(k + 1) * slot];
-            if !decode_one(s, pipe, unit.epoch, indices[pos], &record.payload, out)? {
-                skipped.push(pos);
-            }
-            glommio::yield_if_needed().await;
-        }
+        let dst = &mut bytemuck::cast_slice_mut(&mut words)[..len];
+        let skipped = decode_share(s, pipe, unit.epoch, &indices, share.clone(), dst).await?;
         Ok(Part { start: share.start, words, len, skipped })
     }
     .await;
     // The owner may be gone (the loader was dropped); nothing to do then.
     let _ = tx.send_async(part).await;
+}
+
+/// The owner's start on the first batch: its image buffer with the owner's
+/// own share already decoded (before the shards are opened for the
+/// asynchronous reads), and the helpers' shares still to come.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) images: ImageBuf,
+    /// Positions of the owner's share skipped as undecodable.
+    pub(crate) skipped: Vec<usize>,
+    pub(crate) parts: Parts,
+}
+
+/// Decodes the owner's share of `unit`'s first batch into a new image
+/// buffer for the whole batch.
+pub(crate) async fn start(
+    s: &WorkerSpec,
+    pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
+    unit: Unit,
+    parts: Parts,
+) -> Result<Started> {
+    let (indices, share) = first_batch(s, unit)?;
+    let (side, dtype) = spec_shape(s)?;
+    let mut images = ImageBuf::new(s, [indices.len(), 3, side, side], dtype)?;
+    let slot = slot_bytes(&pipe.borrow());
+    let dst = &mut images.bytes_mut()[share.start * slot..share.end * slot];
+    let skipped = decode_share(s, pipe, unit.epoch, &indices, share, dst).await?;
+    Ok(Started { images, skipped, parts })
 }

@@ -145,7 +145,11 @@ pub(crate) enum ImageBuf {
 impl ImageBuf {
     /// Memory for `shape` values of `dtype`: a libtorch tensor with the
     /// `tch` feature, else a pooled buffer.
-    fn new(s: &super::worker::WorkerSpec, shape: [usize; 4], dtype: ImageDtype) -> crate::Result<Self> {
+    pub(crate) fn new(
+        s: &super::worker::WorkerSpec,
+        shape: [usize; 4],
+        dtype: ImageDtype,
+    ) -> crate::Result<Self> {
         #[cfg(feature = "tch")]
         {
             let _ = s;
@@ -178,22 +182,31 @@ impl ImageBuf {
 /// buffer, yielding to the executor between images so that I/O completions
 /// are not held up. Each sample's randomness comes from
 /// `sample_rng(seed, epoch, index)`, so the result does not depend on which
-/// core decoded it. With `shared`, this worker decodes only its share of
-/// the batch and copies in the other workers' shares (the run's first
-/// batch; see `first_batch`).
+/// core decoded it. With `started` (the run's first batch; see
+/// `first_batch`), this worker's share is already decoded and the other
+/// workers' shares are copied in.
 pub(crate) async fn decode_pending(
     s: &super::worker::WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
     epoch: u64,
     p: &mut super::worker::Pending,
-    shared: Option<super::first_batch::Parts>,
+    started: Option<super::first_batch::Started>,
 ) -> crate::Result<()> {
     let slot_bytes = slot_bytes(&pipe.borrow());
     let (side, dtype) = spec_shape(s)?;
     let n = p.indices.len();
-    let mut images = ImageBuf::new(s, [n, 3, side, side], dtype)?;
+    let (mut images, mine, parts) = match started {
+        Some(st) => {
+            for pos in st.skipped {
+                if !p.bad.contains(&pos) {
+                    p.bad.push(pos);
+                }
+            }
+            (st.images, 0..0, Some(st.parts))
+        }
+        None => (ImageBuf::new(s, [n, 3, side, side], dtype)?, 0..n, None),
+    };
     debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
-    let mine = if shared.is_some() { super::first_batch::share_of(n, s.cores, s.id) } else { 0..n };
     for i in mine {
         if p.bad.contains(&i) {
             continue;
@@ -205,7 +218,7 @@ pub(crate) async fn decode_pending(
         }
         glommio::yield_if_needed().await;
     }
-    if let Some(parts) = shared {
+    if let Some(parts) = parts {
         parts.collect(images.bytes_mut(), slot_bytes, &mut p.bad).await?;
     }
     p.images = Some(images);

@@ -94,7 +94,7 @@ struct Ctx {
     pipeline: Option<std::cell::RefCell<ringfeed_decode::Pipeline>>,
     /// The other workers' shares of the run's first batch, taken by the
     /// first unit this worker reads.
-    first_parts: std::cell::RefCell<Option<super::first_batch::Parts>>,
+    first_parts: std::cell::RefCell<Option<Result<super::first_batch::Started>>>,
 }
 
 /// The worker's main loop; returns when the run is done, the consumer went
@@ -110,7 +110,11 @@ pub(crate) async fn run(mut spec: WorkerSpec) {
     let all =
         |s: &WorkerSpec| units(s.start_epoch, s.start_batch, s.end_epoch, s.batches_per_epoch, s.unit_len);
     let first_parts = match spec.first_batch.take() {
-        Some(super::first_batch::FirstBatch::Own(parts)) => pipeline.is_some().then_some(parts),
+        Some(super::first_batch::FirstBatch::Own(parts)) => match (&pipeline, all(&spec).next()) {
+            // The owner's share, too, before the shards are opened.
+            (Some(pipe), Some(first)) => Some(super::first_batch::start(&spec, pipe, first, parts).await),
+            _ => None,
+        },
         Some(super::first_batch::FirstBatch::Help(tx)) => {
             // Before opening the shards: the share is read synchronously,
             // and the first batch waits for it.
@@ -229,7 +233,7 @@ pub(crate) struct Pending {
 async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
     let s = &ctx.spec;
     // Taken before any await, so that the run's first unit gets it.
-    let first_parts = ctx.first_parts.borrow_mut().take();
+    let first_parts = ctx.first_parts.borrow_mut().take().transpose()?;
     let plan = EpochPlan::new(s.dataset.len(), s.shuffle, s.seed, unit.epoch, s.ddp, s.batch)?;
     let mut pending = Vec::with_capacity(unit.count as usize);
     let mut slots = Vec::new();
