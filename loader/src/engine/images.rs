@@ -144,22 +144,25 @@ pub(crate) enum ImageBuf {
 
 impl ImageBuf {
     /// Memory for `shape` values of `dtype`: a libtorch tensor with the
-    /// `tch` feature, else a pooled buffer.
+    /// `tch` feature (on transparent huge pages if `huge_pages`), else a
+    /// pooled buffer (reused, so page faults stop after the first batches).
     pub(crate) fn new(
         s: &super::worker::WorkerSpec,
         shape: [usize; 4],
         dtype: ImageDtype,
+        huge_pages: bool,
     ) -> crate::Result<Self> {
         #[cfg(feature = "tch")]
         {
             let _ = s;
             let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
-            crate::sys::tensor::TensorSlab::new(&shape, kind)
+            crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages)
                 .map(ImageBuf::Tensor)
                 .map_err(crate::Error::Shutdown)
         }
         #[cfg(not(feature = "tch"))]
         {
+            let _ = huge_pages;
             let total = shape.iter().product::<usize>() * if dtype == ImageDtype::U8 { 1 } else { 4 };
             s.pool
                 .take(total)
@@ -204,7 +207,7 @@ pub(crate) async fn decode_pending(
             }
             (st.images, 0..0, Some(st.parts))
         }
-        None => (ImageBuf::new(s, [n, 3, side, side], dtype)?, 0..n, None),
+        None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, 0..n, None),
     };
     debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
     for i in mine {

@@ -80,3 +80,22 @@ pub(crate) fn raise_memlock() -> io::Result<(u64, u64)> {
     }
     memlock_limits()
 }
+
+/// Asks the kernel to back the whole pages inside `memory` with transparent
+/// huge pages (`MADV_HUGEPAGE`), so that filling a large fresh buffer takes
+/// a few dozen page faults instead of thousands. Only advice: an error
+/// (transparent huge pages off, an old kernel) changes nothing else.
+#[cfg_attr(not(feature = "tch"), allow(dead_code))]
+pub(crate) fn advise_huge_pages(memory: &mut [u8]) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let start = (memory.as_ptr() as usize).next_multiple_of(PAGE);
+    let end = (memory.as_ptr() as usize + memory.len()) / PAGE * PAGE;
+    if end <= start {
+        return Ok(());
+    }
+    // SAFETY: [start, end) lies inside `memory`, which the exclusive borrow
+    // keeps mapped and unshared for the call; MADV_HUGEPAGE changes how the
+    // pages are backed, never their contents.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
