@@ -64,6 +64,19 @@ pub enum Error {
         #[source]
         source: ringfeed_decode::Error,
     },
+    /// The caller's [`SampleTransform`](crate::SampleTransform) panicked on a
+    /// record (or, under [`ErrorPolicy::Fail`](crate::ErrorPolicy::Fail),
+    /// rejected it). A bug in the caller's code, reported with the record
+    /// it happened on; the stream ends here.
+    #[error("the sample transform {} on record {index}: {message}", if *panicked { "panicked" } else { "failed" })]
+    Transform {
+        /// Dataset index of the record.
+        index: u64,
+        /// The panic message or the transform's error.
+        message: String,
+        /// Whether it panicked (rather than returned an error).
+        panicked: bool,
+    },
     /// The loader's worker threads stopped before the stream ended (a
     /// worker could not start, or stopped unexpectedly).
     #[error("loader shut down: {0}")]

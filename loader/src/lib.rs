@@ -55,9 +55,10 @@ pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};
 pub use crate::engine::resources::IoMode;
 pub use crate::engine::state::LoaderState;
+pub use crate::engine::transform::{Sample, SamplePixels, SampleTransform};
 pub use crate::error::{Error, Result};
 pub use crate::order::{
-    BlockIter, BlockShuffle, DdpConfig, Permutation, ShuffleQuality, sample_rng, shuffle_quality,
+    BlockIter, BlockShuffle, DdpConfig, Permutation, SampleRng, ShuffleQuality, sample_rng, shuffle_quality,
 };
 pub use crate::pack::format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use crate::pack::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
@@ -66,6 +67,9 @@ pub use crate::pack::reader::{Dataset, Record, RecordLocation, Shard};
 pub use crate::pack::verify::{Problem, VerifyReport, verify};
 pub use crate::pack::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};
 pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, pack};
+/// The random-number crate of [`SampleRng`], so callers draw from it
+/// with the same `rand_core` version.
+pub use rand_xoshiro;
 /// The `tch` crate this build of ringfeed uses, so callers name the same
 /// version.
 #[cfg(feature = "tch")]

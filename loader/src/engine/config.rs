@@ -57,6 +57,7 @@ pub struct LoaderBuilder {
     pub(crate) max_gap: u64,
     pub(crate) resume: Option<LoaderState>,
     pub(crate) images: Option<super::images::ImagePipeline>,
+    pub(crate) sample_transform: Option<super::transform::SampleTransform>,
 }
 
 impl LoaderBuilder {
@@ -81,6 +82,7 @@ impl LoaderBuilder {
             max_gap: 32 << 10,
             resume: None,
             images: None,
+            sample_transform: None,
         }
     }
 
@@ -197,6 +199,39 @@ impl LoaderBuilder {
         self
     }
 
+    /// Runs `transform` on every decoded sample, in place, on the worker
+    /// core that decoded it (after the [`images`](Self::images) pipeline,
+    /// which it needs). Use it for augmentations of your own: it gets the
+    /// sample's generator, so its draws are reproducible too. A transform
+    /// that returns an error marks the record corrupt (the
+    /// [`on_error`](Self::on_error) policy applies); one that panics ends
+    /// the stream with [`Error::Transform`](crate::Error::Transform).
+    /// Default: none.
+    ///
+    /// ```no_run
+    /// use ringfeed::{ImagePipeline, Loader, SamplePixels, SampleTransform};
+    /// use ringfeed::rand_xoshiro::rand_core::Rng;
+    /// # fn main() -> ringfeed::Result<()> {
+    /// // Random brightness in [0.8, 1.2] on u8 pixels.
+    /// let brightness = SampleTransform::new(|sample, rng| {
+    ///     let factor = 0.8 + 0.4 * (rng.next_u32() as f32 / u32::MAX as f32);
+    ///     if let SamplePixels::U8(values) = sample.pixels {
+    ///         values.iter_mut().for_each(|v| *v = (*v as f32 * factor).min(255.0) as u8);
+    ///     }
+    ///     Ok(())
+    /// });
+    /// let loader = Loader::builder("data/train.rf")
+    ///     .images(ImagePipeline::train(224))
+    ///     .sample_transform(brightness)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sample_transform(mut self, transform: super::transform::SampleTransform) -> Self {
+        self.sample_transform = Some(transform);
+        self
+    }
+
     /// Continues from a saved [`LoaderState`]: seed, order, batch size,
     /// ranks and position all come from it, so the loader yields exactly
     /// the batches the saved run had not delivered yet. Set
@@ -225,6 +260,11 @@ impl LoaderBuilder {
         }
         if matches!(self.cores, Some(0)) || self.cpus.as_ref().is_some_and(Vec::is_empty) {
             return Err(Error::Config("at least one core is needed".into()));
+        }
+        if self.sample_transform.is_some() && self.images.is_none() {
+            return Err(Error::Config(
+                "a sample transform needs an image pipeline (LoaderBuilder::images)".into(),
+            ));
         }
         if self.max_merge == 0 {
             return Err(Error::Config("max_merge must be at least 1 byte".into()));

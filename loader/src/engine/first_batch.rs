@@ -116,6 +116,9 @@ async fn decode_share(
     let slot = slot_bytes(&pipe.borrow());
     let mut skipped = Vec::new();
     for (k, pos) in share.enumerate() {
+        if super::worker::stopping(s) {
+            return Err(Error::Shutdown("the loader was dropped".into()));
+        }
         let Ok(record) = s.dataset.record(indices[pos]) else { continue };
         if !decode_one(s, pipe, epoch, indices[pos], &record.payload, &mut dst[k * slot..(k + 1) * slot])? {
             skipped.push(pos);

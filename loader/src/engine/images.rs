@@ -211,6 +211,9 @@ pub(crate) async fn decode_pending(
     };
     debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
     for i in mine {
+        if super::worker::stopping(s) {
+            return Err(crate::Error::Shutdown("the loader was dropped".into()));
+        }
         if p.bad.contains(&i) {
             continue;
         }
@@ -233,9 +236,11 @@ pub(crate) fn slot_bytes(pipe: &ringfeed_decode::Pipeline) -> usize {
     pipe.output_len() * if pipe.output() == ImageOutput::U8 { 1 } else { 4 }
 }
 
-/// Decodes record `index` into `slot`, counting decode and augment time.
-/// Returns `Ok(false)` when the record is undecodable and the policy
-/// tolerates it (counted and logged), the error when the policy fails.
+/// Decodes record `index` into `slot` and runs the caller's sample
+/// transform on it, counting decode and augment time. Returns `Ok(false)`
+/// when the record is bad (undecodable, or rejected by the transform) and
+/// the policy tolerates it (counted and logged), the error when the policy
+/// fails; a panicking transform is always an error.
 pub(crate) fn decode_one(
     s: &super::worker::WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
@@ -245,39 +250,79 @@ pub(crate) fn decode_one(
     slot: &mut [u8],
 ) -> crate::Result<bool> {
     use std::sync::atomic::Ordering::Relaxed;
-    let out = if pipe.borrow().output() == ImageOutput::U8 {
-        ringfeed_decode::OutputMut::U8(slot)
-    } else {
-        // Buffers are page-aligned and slots multiples of 4 bytes.
-        ringfeed_decode::OutputMut::F32(
-            bytemuck::try_cast_slice_mut(slot)
-                .map_err(|e| crate::Error::Shutdown(format!("image buffer is not f32-aligned: {e}")))?,
-        )
-    };
+    let f32_output = pipe.borrow().output() != ImageOutput::U8;
     let mut rng = crate::order::sample_rng(s.seed, epoch, index);
     let began = std::time::Instant::now();
-    let result = pipe.borrow_mut().run(record, &mut rng, out);
-    let took = began.elapsed();
-    match result {
-        Ok(applied) => {
-            s.metrics.decode_ns.fetch_add(applied.decode_time.as_nanos() as u64, Relaxed);
-            s.metrics
-                .augment_ns
-                .fetch_add(took.saturating_sub(applied.decode_time).as_nanos() as u64, Relaxed);
-            Ok(true)
+    let out = match f32_slot(slot, f32_output)? {
+        Some(values) => ringfeed_decode::OutputMut::F32(values),
+        None => ringfeed_decode::OutputMut::U8(&mut *slot),
+    };
+    // A decoder that panics on some input (the png crate once did) must
+    // not take the worker down: the record counts as undecodable.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pipe.borrow_mut().run(record, &mut rng, out)
+    }));
+    let decoded = match decoded {
+        Ok(result) => result,
+        Err(payload) => {
+            // It may have stopped half-way through an image: start afresh.
+            if let Some(images) = &s.images {
+                *pipe.borrow_mut() = images.build()?;
+            }
+            let message = super::transform::panic_message(payload.as_ref());
+            Err(ringfeed_decode::Error::Corrupt(format!("the decoder panicked: {message}")))
         }
-        Err(source) => {
-            let err = crate::Error::Decode { index, source };
-            if s.policy == super::config::ErrorPolicy::Fail {
-                return Err(err);
+    };
+    let decode_time = match decoded {
+        Ok(applied) => applied.decode_time,
+        Err(source) => return bad_record(s, crate::Error::Decode { index, source }),
+    };
+    if let Some(transform) = &s.sample_transform {
+        let shape = pipe.borrow().output_shape();
+        let pixels = match f32_slot(slot, f32_output)? {
+            Some(values) => super::transform::SamplePixels::F32(values),
+            None => super::transform::SamplePixels::U8(slot),
+        };
+        let sample = super::transform::Sample { index, shape, pixels };
+        match transform.apply(sample, &mut rng) {
+            super::transform::Outcome::Done => {}
+            super::transform::Outcome::Rejected(message) => {
+                return bad_record(s, crate::Error::Transform { index, message, panicked: false });
             }
-            s.metrics.corrupt(|| err.to_string());
-            if s.policy == super::config::ErrorPolicy::Skip {
-                s.metrics.skipped.fetch_add(1, Relaxed);
+            super::transform::Outcome::Panicked(message) => {
+                return Err(crate::Error::Transform { index, message, panicked: true });
             }
-            Ok(false)
         }
     }
+    let took = began.elapsed();
+    s.metrics.decode_ns.fetch_add(decode_time.as_nanos() as u64, Relaxed);
+    s.metrics.augment_ns.fetch_add(took.saturating_sub(decode_time).as_nanos() as u64, Relaxed);
+    Ok(true)
+}
+
+/// The slot as `f32` values when the output is `f32` (`None` for `u8`).
+fn f32_slot(slot: &mut [u8], f32_output: bool) -> crate::Result<Option<&mut [f32]>> {
+    if !f32_output {
+        return Ok(None);
+    }
+    // Buffers are page-aligned and slots multiples of 4 bytes.
+    bytemuck::try_cast_slice_mut(slot)
+        .map(Some)
+        .map_err(|e| crate::Error::Shutdown(format!("image buffer is not f32-aligned: {e}")))
+}
+
+/// Applies the error policy to a bad record: the error under `Fail`, else
+/// counted (and logged) and `Ok(false)`.
+fn bad_record(s: &super::worker::WorkerSpec, err: crate::Error) -> crate::Result<bool> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if s.policy == super::config::ErrorPolicy::Fail {
+        return Err(err);
+    }
+    s.metrics.corrupt(|| err.to_string());
+    if s.policy == super::config::ErrorPolicy::Skip {
+        s.metrics.skipped.fetch_add(1, Relaxed);
+    }
+    Ok(false)
 }
 
 /// Output side and element type of the loader's pipeline.

@@ -164,6 +164,7 @@ impl Loader {
                 stop: stop.clone(),
                 pool: pool.clone(),
                 images: cfg.images,
+                sample_transform: cfg.sample_transform.clone(),
                 first_batch: first_batch[id].take(),
             };
             let placement = match cpu {

@@ -15,4 +15,5 @@ pub(crate) mod resources;
 pub(crate) mod state;
 #[cfg(feature = "tch")]
 pub(crate) mod tensors;
+pub(crate) mod transform;
 pub(crate) mod worker;

@@ -60,6 +60,7 @@ pub(crate) struct WorkerSpec {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) images: Option<super::images::ImagePipeline>,
+    pub(crate) sample_transform: Option<super::transform::SampleTransform>,
     /// This worker's part in decoding the run's first batch.
     pub(crate) first_batch: Option<super::first_batch::FirstBatch>,
 }
@@ -193,13 +194,33 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
         };
         for item in sends {
             if ctx.spec.stop.load(Ordering::Relaxed) || ctx.spec.tx.send_async(item).await.is_err() {
+                cancel(in_flight).await;
                 return;
             }
         }
         if failed {
+            cancel(in_flight).await;
             return;
         }
     }
+}
+
+/// Lets units still being read finish, and drops what they made.
+///
+/// Not cancelled: a read cancelled in flight keeps its task alive until the
+/// kernel confirms the cancellation, which an exiting executor never waits
+/// for, and the leaked task then holds the executor's eventfd and the shard
+/// descriptors open. Reads end within milliseconds, and decoding stops at
+/// the next image once the loader is dropped (`stopping`).
+async fn cancel(tasks: VecDeque<glommio::Task<Result<Vec<Batch>>>>) {
+    for task in tasks {
+        drop(task.await);
+    }
+}
+
+/// Whether the loader was dropped: work in progress can stop.
+pub(crate) fn stopping(s: &WorkerSpec) -> bool {
+    s.stop.load(Ordering::Relaxed)
 }
 
 /// Where one record of a unit goes.

@@ -30,7 +30,7 @@ mod rng;
 pub use self::blocks::{BlockIter, BlockShuffle};
 pub use self::ddp::DdpConfig;
 pub use self::permutation::Permutation;
-pub use self::rng::sample_rng;
+pub use self::rng::{SampleRng, sample_rng};
 
 /// Weyl increment of splitmix64 (2^64 / golden ratio).
 pub(crate) const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -10,6 +10,9 @@ use rand_xoshiro::rand_core::SeedableRng;
 
 use super::{GOLDEN, TAG_SAMPLE, hash_words, mix64};
 
+/// The generator every sample's randomness comes from (see [`sample_rng`]).
+pub type SampleRng = Xoshiro256PlusPlus;
+
 /// A generator for sample `global_index` of epoch `epoch` under `seed`.
 ///
 /// The three integers are hashed into one word, which a splitmix64 chain
