@@ -72,8 +72,23 @@ enum Handle {
 
 impl Handle {
     async fn read(&self, pos: u64, len: usize) -> std::io::Result<ReadResult> {
+        let buf = self.read_once(pos, len, true).await?;
+        if buf.len() < len {
+            // A read that fails part-way returns what it got before the
+            // failure. Ask for the next bytes: an error there is the real
+            // story (a failing disk), nothing at all is a truncated file,
+            // which the caller reports as corrupt.
+            let probe = (len - buf.len()).min(4096);
+            let next = self.read_once(pos + buf.len() as u64, probe, false).await?;
+            drop(next);
+        }
+        Ok(buf)
+    }
+
+    async fn read_once(&self, pos: u64, len: usize, aligned: bool) -> std::io::Result<ReadResult> {
         match self {
-            Handle::Direct(f) => f.read_at_aligned(pos, len).await.map_err(Into::into),
+            Handle::Direct(f) if aligned => f.read_at_aligned(pos, len).await.map_err(Into::into),
+            Handle::Direct(f) => f.read_at(pos, len).await.map_err(Into::into),
             Handle::Buffered(f) => f.read_at(pos, len).await.map_err(Into::into),
         }
     }
