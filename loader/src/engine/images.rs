@@ -138,6 +138,10 @@ impl Eq for Images {}
 pub(crate) enum ImageBuf {
     #[cfg(not(feature = "tch"))]
     Pool(super::pool::BatchBuf),
+    /// The run's first batch: one allocation whose regions the workers
+    /// decode their shares into, joined back without copying.
+    #[cfg(not(feature = "tch"))]
+    Shared(bytes::BytesMut),
     #[cfg(feature = "tch")]
     Tensor(crate::sys::tensor::TensorSlab),
 }
@@ -175,6 +179,8 @@ impl ImageBuf {
         match self {
             #[cfg(not(feature = "tch"))]
             ImageBuf::Pool(b) => b,
+            #[cfg(not(feature = "tch"))]
+            ImageBuf::Shared(b) => b,
             #[cfg(feature = "tch")]
             ImageBuf::Tensor(t) => t.bytes_mut(),
         }
@@ -187,7 +193,7 @@ impl ImageBuf {
 /// `sample_rng(seed, epoch, index)`, so the result does not depend on which
 /// core decoded it. With `started` (the run's first batch; see
 /// `first_batch`), this worker's share is already decoded and the other
-/// workers' shares are copied in.
+/// workers' shares are joined (or copied) in.
 pub(crate) async fn decode_pending(
     s: &super::worker::WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
@@ -198,16 +204,17 @@ pub(crate) async fn decode_pending(
     let slot_bytes = slot_bytes(&pipe.borrow());
     let (side, dtype) = spec_shape(s)?;
     let n = p.indices.len();
-    let (mut images, mine, parts) = match started {
-        Some(st) => {
+    let (mut images, mine) = match started {
+        Some(mut st) => {
             for pos in st.skipped {
                 if !p.bad.contains(&pos) {
                     p.bad.push(pos);
                 }
             }
-            (st.images, 0..0, Some(st.parts))
+            st.parts.collect(&mut st.images, slot_bytes, &mut p.bad).await?;
+            (st.images, 0..0)
         }
-        None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, 0..n, None),
+        None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, 0..n),
     };
     debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
     for i in mine {
@@ -223,9 +230,6 @@ pub(crate) async fn decode_pending(
             p.bad.push(i);
         }
         glommio::yield_if_needed().await;
-    }
-    if let Some(parts) = parts {
-        parts.collect(images.bytes_mut(), slot_bytes, &mut p.bad).await?;
     }
     p.images = Some(images);
     Ok(())
@@ -358,6 +362,8 @@ pub(crate) fn finish_images(
     let storage = match buf {
         #[cfg(not(feature = "tch"))]
         ImageBuf::Pool(b) => Storage::Bytes(s.pool.freeze(b).slice(..kept * slot)),
+        #[cfg(not(feature = "tch"))]
+        ImageBuf::Shared(b) => Storage::Bytes(b.freeze().slice(..kept * slot)),
         #[cfg(feature = "tch")]
         ImageBuf::Tensor(mut t) => {
             t.keep_rows(kept).map_err(crate::Error::Shutdown)?;

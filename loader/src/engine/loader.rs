@@ -132,8 +132,8 @@ impl Loader {
         let pool = BufferPool::new(cores * (per_worker + reading) + 2);
         let mut receivers = Vec::with_capacity(cores);
         let mut workers = Vec::with_capacity(cores);
-        let mut first_batch = if cfg.images.is_some() {
-            super::first_batch::channels(cores)
+        let mut first_batch = if let Some(images) = &cfg.images {
+            super::first_batch::channels(cores, first_batch_layout(images, &plan, &cfg, end_epoch, unit_len)?)
         } else {
             (0..cores).map(|_| None).collect()
         };
@@ -324,4 +324,28 @@ impl Drop for Loader {
             }
         }
     }
+}
+
+/// `(samples, bytes per sample)` of the run's first batch, for allocating
+/// it up front and splitting it between the workers; `None` with the `tch`
+/// feature (the batch is a tensor its owner allocates) or an empty run.
+fn first_batch_layout(
+    images: &super::images::ImagePipeline,
+    plan: &EpochPlan,
+    cfg: &LoaderBuilder,
+    end_epoch: u64,
+    unit_len: u64,
+) -> Result<Option<(usize, usize)>> {
+    if cfg!(feature = "tch") {
+        return Ok(None);
+    }
+    let pipeline = images.build()?;
+    let Some(first) = units(cfg.start_epoch, cfg.start_batch, end_epoch, plan.batches(), unit_len).next()
+    else {
+        return Ok(None);
+    };
+    // A batch's size depends only on its position in the epoch, not on the
+    // epoch's order.
+    let samples = plan.batch_indices(first.first).len();
+    Ok(Some((samples, super::images::slot_bytes(&pipeline))))
 }
