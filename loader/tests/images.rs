@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::images::{dataset, standalone};
-use ringfeed::{Batch, DdpConfig, Digest, ErrorPolicy, ImageDtype, ImagePipeline, Loader};
+use common::images::{dataset, loader, standalone};
+use ringfeed::{Batch, Digest, ErrorPolicy, ImageDtype, ImagePipeline, Loader};
 
 fn run(
     dir: &std::path::Path,
@@ -13,16 +13,7 @@ fn run(
     cores: usize,
     policy: ErrorPolicy,
 ) -> Vec<ringfeed::Result<Batch>> {
-    Loader::builder(dir)
-        .batch_size(5)
-        .seed(3)
-        .cores(cores)
-        .on_error(policy)
-        .images(pipeline)
-        .ddp(DdpConfig::default())
-        .build()
-        .unwrap()
-        .collect()
+    loader(dir, pipeline, cores, policy).build().unwrap().collect()
 }
 
 #[test]

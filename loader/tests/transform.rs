@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::images::{dataset, standalone};
+use common::images::{dataset, loader, standalone_with_rng};
 use ringfeed::rand_xoshiro::rand_core::Rng;
-use ringfeed::{
-    Batch, DdpConfig, Digest, Error, ErrorPolicy, ImagePipeline, Loader, SamplePixels, SampleTransform,
-};
-
-fn loader(
-    dir: &std::path::Path,
-    pipeline: ImagePipeline,
-    cores: usize,
-    policy: ErrorPolicy,
-) -> ringfeed::LoaderBuilder {
-    Loader::builder(dir)
-        .batch_size(5)
-        .seed(3)
-        .cores(cores)
-        .on_error(policy)
-        .images(pipeline)
-        .ddp(DdpConfig::default())
-}
+use ringfeed::{Batch, Digest, Error, ErrorPolicy, ImagePipeline, Loader, SamplePixels, SampleTransform};
 
 /// Inverts (u8) or negates (f32) every value and overwrites the first one
 /// with a draw from the sample's generator.
@@ -47,26 +30,9 @@ fn invert_and_draw() -> SampleTransform {
 
 /// What `invert_and_draw` makes of `record` at (epoch, index).
 fn expected(pipeline: ImagePipeline, record: &[u8], epoch: u64, index: u64) -> Vec<u8> {
-    let plain = standalone(pipeline, record, epoch, index);
     // The draw continues the sample's generator after the pipeline's own
     // draws, which a standalone run repeats.
-    let mut p = ringfeed_decode::Pipeline::new(
-        pipeline.transform,
-        ringfeed_decode::Layout::Chw,
-        pipeline.output,
-        false,
-        ringfeed_decode::Limits::default(),
-    )
-    .unwrap();
-    let mut rng = ringfeed::sample_rng(3, epoch, index);
-    let mut scratch = vec![0f32; p.output_len()];
-    let mut scratch_u8 = vec![0u8; p.output_len()];
-    let out = if pipeline.output == ringfeed::ImageOutput::U8 {
-        ringfeed_decode::OutputMut::U8(&mut scratch_u8)
-    } else {
-        ringfeed_decode::OutputMut::F32(&mut scratch)
-    };
-    p.run(record, &mut rng, out).unwrap();
+    let (plain, mut rng) = standalone_with_rng(pipeline, record, epoch, index);
     let draw = rng.next_u32();
     if pipeline.output == ringfeed::ImageOutput::U8 {
         let mut v: Vec<u8> = plain.iter().map(|x| 255 - x).collect();

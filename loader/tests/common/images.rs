@@ -38,6 +38,32 @@ pub fn dataset(with_junk: bool) -> (tempfile::TempDir, Vec<Vec<u8>>) {
 /// `record` decoded alone with the per-sample RNG of (seed 3, `epoch`,
 /// `index`), as bytes.
 pub fn standalone(pipeline: ImagePipeline, record: &[u8], epoch: u64, index: u64) -> Vec<u8> {
+    standalone_with_rng(pipeline, record, epoch, index).0
+}
+
+/// A loader over `dir` with batches of 5, seed 3 and one rank.
+pub fn loader(
+    dir: &std::path::Path,
+    pipeline: ImagePipeline,
+    cores: usize,
+    policy: ringfeed::ErrorPolicy,
+) -> ringfeed::LoaderBuilder {
+    ringfeed::Loader::builder(dir)
+        .batch_size(5)
+        .seed(3)
+        .cores(cores)
+        .on_error(policy)
+        .images(pipeline)
+        .ddp(ringfeed::DdpConfig::default())
+}
+
+/// As [`standalone`], with the sample's generator as the pipeline left it.
+pub fn standalone_with_rng(
+    pipeline: ImagePipeline,
+    record: &[u8],
+    epoch: u64,
+    index: u64,
+) -> (Vec<u8>, ringfeed::SampleRng) {
     let mut p = ringfeed_decode::Pipeline::new(
         pipeline.transform,
         ringfeed_decode::Layout::Chw,
@@ -47,7 +73,7 @@ pub fn standalone(pipeline: ImagePipeline, record: &[u8], epoch: u64, index: u64
     )
     .unwrap();
     let mut rng = ringfeed::sample_rng(3, epoch, index);
-    if pipeline.output == ringfeed::ImageOutput::U8 {
+    let bytes = if pipeline.output == ringfeed::ImageOutput::U8 {
         let mut want = vec![0u8; p.output_len()];
         p.run(record, &mut rng, ringfeed_decode::OutputMut::U8(&mut want)).unwrap();
         want
@@ -55,5 +81,6 @@ pub fn standalone(pipeline: ImagePipeline, record: &[u8], epoch: u64, index: u64
         let mut f = vec![0f32; p.output_len()];
         p.run(record, &mut rng, ringfeed_decode::OutputMut::F32(&mut f)).unwrap();
         f.iter().flat_map(|v| v.to_ne_bytes()).collect()
-    }
+    };
+    (bytes, rng)
 }
