@@ -214,12 +214,12 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
         };
         for item in sends {
             if ctx.spec.stop.load(Ordering::Relaxed) || ctx.spec.tx.send_async(item).await.is_err() {
-                cancel(in_flight).await;
+                wind_down(in_flight).await;
                 return;
             }
         }
         if failed {
-            cancel(in_flight).await;
+            wind_down(in_flight).await;
             return;
         }
     }
@@ -232,7 +232,7 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
 /// for, and the leaked task then holds the executor's eventfd and the shard
 /// descriptors open. Reads end within milliseconds, and decoding stops at
 /// the next image once the loader is dropped (`stopping`).
-async fn cancel(tasks: VecDeque<glommio::Task<Result<Vec<Batch>>>>) {
+async fn wind_down(tasks: VecDeque<glommio::Task<Result<Vec<Batch>>>>) {
     for task in tasks {
         drop(task.await);
     }
