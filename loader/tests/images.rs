@@ -155,3 +155,39 @@ fn the_shared_first_batch_holds_each_records_pixels() {
     let err = first_of(dir.path(), 2, ErrorPolicy::Fail, 12).unwrap_err();
     assert!(err.to_string().contains("record 5"), "{err}");
 }
+
+/// A resumed image loader (two cores: its first batch is decoded in shares
+/// into one split allocation) continues with exactly the images the
+/// uninterrupted run had, from mid-epoch and from an epoch's end.
+#[test]
+fn a_resumed_image_loader_yields_the_same_images() {
+    let (dir, _) = dataset(false);
+    let pipeline = ImagePipeline::train(24).normalized();
+    let full: Vec<Batch> = loader(dir.path(), pipeline, 2, ErrorPolicy::Fail)
+        .epochs(2)
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(full.len(), 10, "24 records in batches of 5, two epochs");
+    for stop in [1, 3, 5, 6] {
+        let mut first = loader(dir.path(), pipeline, 2, ErrorPolicy::Fail).epochs(2).build().unwrap();
+        for _ in 0..stop {
+            first.next().unwrap().unwrap();
+        }
+        let state = first.state();
+        drop(first);
+        let rest: Vec<Batch> = loader(dir.path(), pipeline, 2, ErrorPolicy::Fail)
+            .resume(state)
+            .epochs(2 - state.epoch)
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rest.len(), full.len() - stop, "resumed after {stop} batches");
+        for (got, want) in rest.iter().zip(&full[stop..]) {
+            assert_eq!((got.epoch, got.index, &got.indices), (want.epoch, want.index, &want.indices));
+            assert_eq!(got.images, want.images, "images of epoch {} batch {}", got.epoch, got.index);
+        }
+    }
+}

@@ -132,6 +132,15 @@ impl Parts {
                 }
                 (images, mut samples) => {
                     let bytes = samples.bytes_mut();
+                    // A region that could not be joined (the split and
+                    // the shares disagreed) is copied: the owner's region
+                    // grows to hold it.
+                    #[cfg(not(feature = "tch"))]
+                    if let ImageBuf::Shared(whole) = images
+                        && whole.len() < at + bytes.len()
+                    {
+                        whole.resize(at + bytes.len(), 0);
+                    }
                     let dst = images.bytes_mut().get_mut(at..at + bytes.len()).ok_or_else(|| {
                         Error::Shutdown("a share of the first batch does not fit it".into())
                     })?;
