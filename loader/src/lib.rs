@@ -1,22 +1,33 @@
 //! ringfeed: an embedded data-loading runtime for deep learning.
 //!
-//! This release provides the storage layer every later part reads:
-//!
-//! - the **pack format**: a dataset is a directory of shard files, each
-//!   holding records back to back plus a 4 KiB-aligned index with a CRC32C
-//!   per record, and a `manifest.json` written last
-//!   ([`PackWriter`], [`Dataset`], [`verify`]; byte layout in
-//!   `docs/FORMAT.md`);
-//! - **sources** that the packer reads: ImageFolder trees, plain
-//!   directories, WebDataset tar shards, TFRecord and FFRecord files
-//!   ([`open_source`], [`pack`]).
+//! - **Pack format**: a dataset is a directory of shard files, each holding
+//!   records back to back plus a 4 KiB-aligned index with a CRC32C per
+//!   record, and a `manifest.json` written last ([`PackWriter`],
+//!   [`Dataset`], [`verify`]; byte layout in `docs/FORMAT.md`), packed from
+//!   ImageFolder trees, plain directories, WebDataset tar shards, TFRecord
+//!   and FFRecord files ([`open_source`], [`pack`]).
+//! - **Loader**: one glommio executor per core reads shards with io_uring
+//!   (O_DIRECT or buffered), checks every record's CRC, and optionally
+//!   decodes and augments images on the same core ([`ImagePipeline`], your
+//!   own [`SampleTransform`]); batches arrive in order through a bounded
+//!   queue ([`Loader`], configured by [`LoaderBuilder`]).
+//! - **Seeded epochs**: a global shuffle with O(1) memory, split across DDP
+//!   ranks like PyTorch's `DistributedSampler` ([`EpochPlan`],
+//!   [`DdpConfig`]); batch contents and every random augmentation depend
+//!   only on (seed, epoch, sample index) ([`sample_rng`]), and a run resumes
+//!   exactly from a [`LoaderState`] of a few integers.
+//! - **Bad data**: a corrupt or undecodable record fails the run, is
+//!   skipped or is replaced ([`ErrorPolicy`]); errors name the file, record
+//!   and offset ([`Error`]).
+//! - **tch** (cargo feature `tch`): batches as libtorch tensors without a
+//!   copy (`Batch::into_tensors`).
 //!
 //! # Example
 //!
-//! Pack a directory of text files and read it back:
+//! Pack a directory of text files, read it back, and stream it:
 //!
 //! ```
-//! use ringfeed::{Dataset, PackOptions, SourceFormat};
+//! use ringfeed::{Dataset, Loader, PackOptions, SourceFormat};
 //! # fn main() -> ringfeed::Result<()> {
 //! let src = tempfile::tempdir().unwrap();
 //! std::fs::write(src.path().join("a.txt"), "first document").unwrap();
@@ -32,6 +43,15 @@
 //! assert_eq!(rec.key, "b.txt");
 //! assert_eq!(rec.payload, b"second document");
 //! assert!(ringfeed::verify(out.path(), |_| {})?.is_clean());
+//!
+//! // Two epochs in batches of one, shuffled, on one core.
+//! let loader = Loader::builder(out.path()).batch_size(1).seed(7).epochs(2).cores(1).build()?;
+//! let mut seen = Vec::new();
+//! for batch in loader {
+//!     let batch = batch?;
+//!     seen.push((batch.epoch, batch.indices[0]));
+//! }
+//! assert_eq!(seen.len(), 4);
 //! # Ok(())
 //! # }
 //! ```

@@ -66,9 +66,8 @@ pub enum ImageDtype {
 /// native-endian.
 ///
 /// With the `tch` feature the values live in a libtorch tensor from the
-/// start (workers decode straight into it) and
-/// [`Batch::into_tensors`](crate::Batch::into_tensors) hands that tensor
-/// over without copying.
+/// start (workers decode straight into it) and `Batch::into_tensors` hands
+/// that tensor over without copying.
 #[derive(Debug)]
 pub struct Images {
     shape: [usize; 4],
