@@ -41,6 +41,23 @@ impl ImagePipeline {
         self
     }
 
+    /// Output side and element type.
+    pub(crate) fn side_and_dtype(&self) -> crate::Result<(usize, ImageDtype)> {
+        let side = match self.transform {
+            ImageTransform::Train { size, .. } => size,
+            ImageTransform::Val { crop, .. } => crop,
+            _ => return Err(crate::Error::Config("unknown image transform".into())),
+        } as usize;
+        let dtype = if self.output == ImageOutput::U8 { ImageDtype::U8 } else { ImageDtype::F32 };
+        Ok((side, dtype))
+    }
+
+    /// Bytes of one sample's `[3, side, side]` output.
+    pub(crate) fn sample_bytes(&self) -> crate::Result<usize> {
+        let (side, dtype) = self.side_and_dtype()?;
+        Ok(3 * side * side * if dtype == ImageDtype::U8 { 1 } else { 4 })
+    }
+
     pub(crate) fn build(&self) -> crate::Result<ringfeed_decode::Pipeline> {
         ringfeed_decode::Pipeline::new(
             self.transform,
@@ -331,13 +348,7 @@ fn bad_record(s: &super::worker::WorkerSpec, err: crate::Error) -> crate::Result
 /// Output side and element type of the loader's pipeline.
 pub(crate) fn spec_shape(s: &super::worker::WorkerSpec) -> crate::Result<(usize, ImageDtype)> {
     let Some(spec) = &s.images else { return Err(crate::Error::Config("no image pipeline".into())) };
-    let side = match spec.transform {
-        ImageTransform::Train { size, .. } => size,
-        ImageTransform::Val { crop, .. } => crop,
-        _ => return Err(crate::Error::Config("unknown image transform".into())),
-    } as usize;
-    let dtype = if spec.output == ImageOutput::U8 { ImageDtype::U8 } else { ImageDtype::F32 };
-    Ok((side, dtype))
+    spec.side_and_dtype()
 }
 
 /// The images of a finished batch, without the skipped records' slots:
@@ -350,7 +361,7 @@ pub(crate) fn finish_images(
 ) -> crate::Result<Option<Images>> {
     let Some(mut buf) = images else { return Ok(None) };
     let (side, dtype) = spec_shape(s)?;
-    let slot = 3 * side * side * if dtype == ImageDtype::U8 { 1 } else { 4 };
+    let slot = s.images.as_ref().map_or(Ok(0), ImagePipeline::sample_bytes)?;
     let mut kept = 0;
     for i in (0..records).filter(|i| !bad.contains(i)) {
         if i != kept {

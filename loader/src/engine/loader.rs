@@ -339,7 +339,6 @@ fn first_batch_layout(
     if cfg!(feature = "tch") {
         return Ok(None);
     }
-    let pipeline = images.build()?;
     let Some(first) = units(cfg.start_epoch, cfg.start_batch, end_epoch, plan.batches(), unit_len).next()
     else {
         return Ok(None);
@@ -347,5 +346,5 @@ fn first_batch_layout(
     // A batch's size depends only on its position in the epoch, not on the
     // epoch's order.
     let samples = plan.batch_indices(first.first).len();
-    Ok(Some((samples, super::images::slot_bytes(&pipeline))))
+    Ok(Some((samples, images.sample_bytes()?)))
 }
