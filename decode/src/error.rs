@@ -31,3 +31,11 @@ impl Error {
         matches!(self, Error::Corrupt(_) | Error::Unsupported(_) | Error::Limits(_))
     }
 }
+
+impl From<ringfeed_resample::Error> for Error {
+    /// The resampler refuses only bad buffers or boxes: the pipeline's
+    /// own mistake, reported as a configuration error.
+    fn from(e: ringfeed_resample::Error) -> Self {
+        Error::Config(e.to_string())
+    }
+}

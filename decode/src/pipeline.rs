@@ -2,9 +2,10 @@
 //! time, into a caller-provided output slot, allocating nothing in steady
 //! state.
 
-use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand_xoshiro::rand_core::Rng;
+use ringfeed_resample::{Image, Resampler, Target};
 
 use crate::decoder::{Decoder, Format, ImageInfo, Scale};
 use crate::error::{Error, Result};
@@ -119,7 +120,10 @@ pub struct Pipeline {
     decoder: Decoder,
     pixels: Pixels,
     resized: Vec<u8>,
+    /// Grayscale resizes.
     resizer: Resizer,
+    /// RGB crop + resize + conversion.
+    resampler: Resampler,
     /// Per channel `(a, b)`: normalized = `value * a + b`.
     affine: [(f32, f32); 3],
     /// Apply EXIF orientation before cropping (off by default, like
@@ -177,7 +181,7 @@ impl Pipeline {
         if side == 0 || side > 8192 {
             return Err(Error::Config(format!("output side {side} must be in 1..=8192")));
         }
-        let resized = vec![0; side as usize * side as usize * if gray { 1 } else { 4 }];
+        let resized = vec![0; side as usize * side as usize * if gray { 1 } else { 3 }];
         Ok(Pipeline {
             transform,
             layout,
@@ -187,6 +191,7 @@ impl Pipeline {
             pixels: Pixels::default(),
             resized,
             resizer: Resizer::new(),
+            resampler: Resampler::new(),
             affine: normalization(output),
             exif: false,
             oriented: Pixels::default(),
@@ -237,12 +242,6 @@ impl Pipeline {
 
     fn channels(&self) -> usize {
         if self.gray { 1 } else { 3 }
-    }
-
-    /// Bytes per pixel while decoding and resizing: RGB travels as RGBX,
-    /// which the SIMD resizer handles faster than 3-byte pixels.
-    fn stride(&self) -> usize {
-        if self.gray { 1 } else { 4 }
     }
 
     /// Output shape: `[C, H, W]` or `[H, W, C]`.
@@ -308,9 +307,15 @@ impl Pipeline {
         out: OutputMut<'_>,
         flip: impl FnOnce() -> bool,
     ) -> Result<Applied> {
-        let (scale, region, decode_time) = self.decode_and_resize(bytes, info, orientation, crop)?;
+        // The flip is drawn after the crop's draws, whatever happens to
+        // the image, so the RNG order is fixed.
         let flipped = flip();
-        self.write(out, flipped);
+        let (scale, region, decode_time, bounds) = if orientation == 1 {
+            self.decode_crop(bytes, info, crop)?
+        } else {
+            self.decode_oriented(bytes, info, orientation, crop)?
+        };
+        self.resize_write(orientation != 1, bounds, flipped, out)?;
         Ok(Applied {
             format: info.format,
             source: (info.width, info.height),
@@ -356,16 +361,11 @@ impl Pipeline {
         Ok((info, orientation))
     }
 
-    fn decode_and_resize(
-        &mut self,
-        bytes: &[u8],
-        info: &ImageInfo,
-        orientation: u8,
-        crop: CropBox,
-    ) -> Result<(Scale, [f64; 4], std::time::Duration)> {
-        if orientation != 1 {
-            return self.decode_oriented_and_resize(bytes, info, orientation, crop);
-        }
+    /// Decodes just enough of the image for `crop` (the smallest DCT scale
+    /// that keeps it at output resolution, and only the region around it)
+    /// into `self.pixels`. Returns the scale, the region decoded and the
+    /// crop box in the decoded pixels.
+    fn decode_crop(&mut self, bytes: &[u8], info: &ImageInfo, crop: CropBox) -> Result<DecodedCrop> {
         let side = f64::from(self.side());
         let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
         // Widen the decoded region by the filter's reach (plus rounding), so
@@ -381,7 +381,7 @@ impl Pipeline {
             bytes,
             scale,
             Some(region),
-            self.stride() as u8,
+            self.channels() as u8,
             &mut self.pixels,
         )?;
         let decode_time = started.elapsed();
@@ -389,73 +389,73 @@ impl Pipeline {
         let fy = f64::from(decoded.scaled.1) / f64::from(info.height);
         let (left, top) =
             (crop.left * fx - f64::from(decoded.origin.0), crop.top * fy - f64::from(decoded.origin.1));
-        let side = self.side();
-        resize_box(
-            &mut self.resizer,
-            &self.pixels,
-            [left, top, crop.width * fx, crop.height * fy],
-            side,
-            &mut self.resized,
-        )?;
-        Ok((decoded.scale, region, decode_time))
+        Ok((decoded.scale, region, decode_time, [left, top, crop.width * fx, crop.height * fy]))
     }
 
     /// The EXIF-rotated path: decode the whole image (at the DCT scale the
-    /// crop allows), turn it upright, then crop and resize.
-    fn decode_oriented_and_resize(
+    /// crop allows) and turn it upright into `self.oriented`.
+    fn decode_oriented(
         &mut self,
         bytes: &[u8],
         info: &ImageInfo,
         orientation: u8,
         crop: CropBox,
-    ) -> Result<(Scale, [f64; 4], std::time::Duration)> {
+    ) -> Result<DecodedCrop> {
         let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
         let started = std::time::Instant::now();
         let scale =
-            self.decoder.decode_channels(bytes, scale, None, self.stride() as u8, &mut self.pixels)?.scale;
+            self.decoder.decode_channels(bytes, scale, None, self.channels() as u8, &mut self.pixels)?.scale;
         let decode_time = started.elapsed();
         crate::orientation::apply(&self.pixels, orientation, &mut self.oriented);
         let o = &self.oriented;
         let (fx, fy) =
             (f64::from(o.width) / f64::from(info.width), f64::from(o.height) / f64::from(info.height));
-        let side = self.side();
         let bounds = [crop.left * fx, crop.top * fy, crop.width * fx, crop.height * fy];
-        resize_box(&mut self.resizer, o, bounds, side, &mut self.resized)?;
-        Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)], decode_time))
+        Ok((scale, [0.0, 0.0, f64::from(info.width), f64::from(info.height)], decode_time, bounds))
     }
 
-    /// Writes the resized image into the output slot: layout change,
-    /// normalization (one multiply-add per value) and the horizontal
-    /// flip in one pass.
-    fn write(&self, out: OutputMut<'_>, flipped: bool) {
-        let side = self.side() as usize;
-        let hw = side * side;
+    /// Resizes `bounds` of the decoded pixels (`self.oriented` if
+    /// `oriented`) to the output side, mirrored if `flipped`, and writes
+    /// the output slot. RGB goes through [`Resampler`], which writes
+    /// planes directly (converted and mirrored as it goes); grayscale
+    /// through fast_image_resize and [`scatter`](Self::scatter).
+    fn resize_write(
+        &mut self,
+        oriented: bool,
+        bounds: [f64; 4],
+        flipped: bool,
+        out: OutputMut<'_>,
+    ) -> Result<()> {
+        let src = if oriented { &self.oriented } else { &self.pixels };
+        let side = self.side();
+        if self.gray {
+            resize_box(&mut self.resizer, src, bounds, side, &mut self.resized)?;
+            self.scatter_into(out, flipped);
+            return Ok(());
+        }
+        let image = Image { data: &src.data, width: src.width, height: src.height };
+        let out_side = (side, side);
+        match (self.layout, out) {
+            (Layout::Chw, OutputMut::U8(o)) => {
+                self.resampler.resample(image, bounds, out_side, flipped, Target::U8(o))?;
+            }
+            (Layout::Chw, OutputMut::F32(o)) => {
+                let target = Target::F32 { out: o, affine: self.affine };
+                self.resampler.resample(image, bounds, out_side, flipped, target)?;
+            }
+            (Layout::Hwc, out) => {
+                // Planes first (already mirrored), then interleaved.
+                self.resampler.resample(image, bounds, out_side, flipped, Target::U8(&mut self.resized))?;
+                self.scatter_into(out, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`scatter`](Self::scatter) with the configured conversion.
+    fn scatter_into(&self, out: OutputMut<'_>, flipped: bool) {
         match out {
             OutputMut::U8(o) => self.scatter(o, flipped, |_, v| v),
-            OutputMut::F32(o) if self.layout == Layout::Chw && !self.gray => {
-                // The common case, in one pass over the pixels writing the
-                // three planes side by side.
-                let (r, rest) = o.split_at_mut(hw);
-                let (g, b) = rest.split_at_mut(hw);
-                let ((ar, br), (ag, bg), (ab, bb)) = (self.affine[0], self.affine[1], self.affine[2]);
-                for (y, row) in self.resized.chunks_exact(side * 4).enumerate() {
-                    let line = y * side..(y + 1) * side;
-                    let (r, g, b) = (&mut r[line.clone()], &mut g[line.clone()], &mut b[line]);
-                    if flipped {
-                        for (x, px) in row.chunks_exact(4).rev().enumerate() {
-                            r[x] = f32::from(px[0]) * ar + br;
-                            g[x] = f32::from(px[1]) * ag + bg;
-                            b[x] = f32::from(px[2]) * ab + bb;
-                        }
-                    } else {
-                        for (x, px) in row.chunks_exact(4).enumerate() {
-                            r[x] = f32::from(px[0]) * ar + br;
-                            g[x] = f32::from(px[1]) * ag + bg;
-                            b[x] = f32::from(px[2]) * ab + bb;
-                        }
-                    }
-                }
-            }
             OutputMut::F32(o) => {
                 let affine = self.affine;
                 self.scatter(o, flipped, |ch, v| f32::from(v) * affine[ch].0 + affine[ch].1);
@@ -463,16 +463,17 @@ impl Pipeline {
         }
     }
 
-    /// Writes every resized value through `convert(channel, value)` into
-    /// `out` in the configured layout, mirrored when `flipped`.
+    /// Writes every value of `self.resized` (planar, or one gray plane)
+    /// through `convert(channel, value)` into `out` in the configured
+    /// layout, mirrored when `flipped`.
     fn scatter<T>(&self, out: &mut [T], flipped: bool, convert: impl Fn(usize, u8) -> T) {
-        let (c, stride) = (self.channels(), self.stride());
+        let c = self.channels();
         let side = self.side() as usize;
         let hw = side * side;
-        for (y, row) in self.resized.chunks_exact(side * stride).enumerate() {
-            for x in 0..side {
-                let sx = if flipped { side - 1 - x } else { x };
-                for (ch, &v) in row[sx * stride..sx * stride + c].iter().enumerate() {
+        for (ch, plane) in self.resized.chunks_exact(hw).take(c).enumerate() {
+            for (y, row) in plane.chunks_exact(side).enumerate() {
+                for x in 0..side {
+                    let v = row[if flipped { side - 1 - x } else { x }];
                     let at = match self.layout {
                         Layout::Hwc => (y * side + x) * c + ch,
                         Layout::Chw => ch * hw + y * side + x,
@@ -484,8 +485,8 @@ impl Pipeline {
     }
 }
 
-/// Resizes the box `[left, top, width, height]` of `src` (in its pixels)
-/// to `side`², Pillow-style antialiased bilinear, into `dst`.
+/// Resizes the box `[left, top, width, height]` of grayscale `src` (in its
+/// pixels) to `side`², Pillow-style antialiased bilinear, into `dst`.
 fn resize_box(
     resizer: &mut Resizer,
     src: &Pixels,
@@ -500,7 +501,7 @@ fn resize_box(
     };
     let image = ImageRef::new(src.width, src.height, &src.data, pixel_type)
         .map_err(|e| Error::Config(format!("decoded buffer: {e}")))?;
-    let mut out = Image::from_slice_u8(side, side, dst, pixel_type)
+    let mut out = FirImage::from_slice_u8(side, side, dst, pixel_type)
         .map_err(|e| Error::Config(format!("resize buffer: {e}")))?;
     let opts = fir_crop(src, bounds[0], bounds[1], bounds[2], bounds[3]);
     resizer.resize(&image, &mut out, &opts).map_err(|e| Error::Config(format!("resize: {e}")))
@@ -524,6 +525,11 @@ fn fir_crop(src: &Pixels, left: f64, top: f64, width: f64, height: f64) -> Resiz
 /// `(a, b)` per channel such that `v * a + b` is `(v / 255 - mean) / std`
 /// to within 1e-6: one multiply-add per value, which vectorises (a table
 /// lookup does not).
+/// What decoding for a crop produced: the DCT scale, the region decoded
+/// (full-resolution `[left, top, width, height]`), the time it took, and
+/// the crop box in the decoded pixels.
+type DecodedCrop = (Scale, [f64; 4], std::time::Duration, [f64; 4]);
+
 fn normalization(output: Output) -> [(f32, f32); 3] {
     match output {
         Output::F32 { mean, std } => std::array::from_fn(|c| (1.0 / (255.0 * std[c]), -mean[c] / std[c])),

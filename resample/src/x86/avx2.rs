@@ -1,0 +1,276 @@
+//! AVX2 kernels (Haswell and later): two output pixels per vector in the
+//! horizontal pass, 32 bytes per vector in the vertical one.
+
+use std::arch::x86_64::{
+    __m128i, __m256i, _mm_loadu_si128, _mm_srli_si128, _mm_storel_epi64, _mm_unpackhi_epi8,
+    _mm_unpacklo_epi8, _mm256_add_epi32, _mm256_add_ps, _mm256_castsi128_si256, _mm256_castsi256_si128,
+    _mm256_cvtepi32_ps, _mm256_cvtepu8_epi32, _mm256_extracti128_si256, _mm256_inserti128_si256,
+    _mm256_loadu_si256, _mm256_madd_epi16, _mm256_mul_ps, _mm256_packs_epi32, _mm256_packus_epi16,
+    _mm256_packus_epi32, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi8, _mm256_setzero_si256,
+    _mm256_shuffle_epi8, _mm256_srai_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_unpackhi_epi8,
+    _mm256_unpacklo_epi8,
+};
+
+use crate::scalar;
+use crate::target::{Planes, Target};
+use crate::weights::{BITS, HALF, Taps};
+
+/// Proof that the running CPU has AVX2: the kernels below take it by
+/// value, so they cannot be reached on a CPU without it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    pub(crate) fn detect() -> Option<Avx2> {
+        std::is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    }
+
+    /// See [`scalar::vertical_row`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn vertical_row(
+        self,
+        src: &[u8],
+        stride: usize,
+        height: usize,
+        taps: &Taps,
+        y: usize,
+        from: usize,
+        acc: &mut Vec<i32>,
+        out: &mut [u8],
+    ) {
+        // Every row read below lies inside `src`: rows are clamped to
+        // `height - 1`, and each reads bytes `from..from + out.len()`.
+        assert!(height > 0 && from + out.len() <= stride && height * stride <= src.len());
+        assert!(taps.window.is_multiple_of(2) && y < taps.start.len());
+        if out.len() < 32 {
+            return scalar::vertical_row(src, stride, taps, y, from, acc, out);
+        }
+        // SAFETY: AVX2 is present (`self`); the bounds were asserted above.
+        unsafe { vertical_avx2(src, stride, height, taps, y, from, out) };
+        // The ragged end: one more chunk, overlapping the last one (it
+        // recomputes the same bytes).
+        let last = out.len() - 32;
+        if !last.is_multiple_of(32) {
+            // SAFETY: as above, for the last 32 bytes.
+            unsafe { vertical_avx2(src, stride, height, taps, y, from + last, &mut out[last..]) };
+        }
+    }
+
+    /// Checks once per image what [`horizontal_row`](Self::horizontal_row)
+    /// relies on for every row: each pixel's 16-byte loads at
+    /// `(start - origin) * 3 + 12 * group` stay inside rows of `row_len`
+    /// bytes, and `pairs` holds [`pair_weights`] of `taps`.
+    pub(crate) fn horizontal_plan(
+        self,
+        taps: &Taps,
+        origin: u32,
+        row_len: usize,
+        pairs: &[i16],
+    ) -> HorizontalPlan {
+        let groups = taps.window / 4;
+        let reach = taps.start.iter().max().map_or(0, |&s| (s - origin) as usize * 3) + 12 * groups + 4;
+        assert!(taps.window.is_multiple_of(4) && taps.start.iter().all(|&s| s >= origin) && reach <= row_len);
+        assert!(pairs.len() >= taps.start.len() / 2 * groups * 32);
+        HorizontalPlan { row_len, _avx2: self }
+    }
+}
+
+/// A horizontal pass whose bounds [`Avx2::horizontal_plan`] checked.
+#[derive(Debug)]
+pub(crate) struct HorizontalPlan {
+    row_len: usize,
+    _avx2: Avx2,
+}
+
+impl HorizontalPlan {
+    /// See [`scalar::horizontal_pixels`]: writes the whole row `y`.
+    pub(crate) fn row(
+        &self,
+        row: &[u8],
+        origin: u32,
+        taps: &Taps,
+        pairs: &[i16],
+        y: usize,
+        planes: &mut Planes<'_>,
+    ) {
+        let width = taps.start.len();
+        assert!(row.len() == self.row_len && planes.width == width);
+        assert!((y + 1) * width <= planes.plane && 3 * planes.plane <= planes.target.len());
+        let blocks = width / 8;
+        // SAFETY: AVX2 is present (`_avx2`); loads stay inside `row` and
+        // `pairs` (checked by `horizontal_plan` for rows of this length),
+        // stores inside row `y` of each plane (asserted above).
+        unsafe { horizontal_avx2(row, origin, taps, pairs, y, blocks, planes) };
+        scalar::horizontal_pixels(row, origin, taps, blocks * 8..width, y, planes);
+    }
+}
+
+/// The horizontal weights in the order [`Avx2::horizontal_row`] loads
+/// them: per pair of pixels `(x, x + 1)` and group of four taps `t`, two
+/// vectors of 16 `i16`: taps `t, t + 1` of `x` then of `x + 1`, each as
+/// `w0 w1 w0 w1 w0 w1 0 0` (one pair per channel, the fourth lane
+/// unused), then the same for taps `t + 2, t + 3`.
+pub(crate) fn pair_weights(taps: &Taps, out: &mut Vec<i16>) {
+    out.clear();
+    for pair in 0..taps.start.len() / 2 {
+        for group in 0..taps.window / 4 {
+            for half in [0, 2] {
+                for x in [2 * pair, 2 * pair + 1] {
+                    let w = &taps.of(x)[4 * group + half..];
+                    out.extend_from_slice(&[w[0], w[1], w[0], w[1], w[0], w[1], 0, 0]);
+                }
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn vertical_avx2(
+    src: &[u8],
+    stride: usize,
+    height: usize,
+    taps: &Taps,
+    y: usize,
+    from: usize,
+    out: &mut [u8],
+) {
+    let first = taps.start[y] as usize;
+    let weights = taps.of(y);
+    let zero = _mm256_setzero_si256();
+    let half = _mm256_set1_epi32(HALF);
+    for chunk in 0..out.len() / 32 {
+        let at = from + 32 * chunk;
+        let mut acc = [half; 4];
+        for (k, pair) in weights.chunks_exact(2).enumerate() {
+            if pair == [0, 0] {
+                continue;
+            }
+            let row = |r: usize| (first + 2 * k + r).min(height - 1) * stride + at;
+            // SAFETY: rows are below `height` and `at + 32 <= from +
+            // out.len() <= stride` (asserted by the caller).
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_si256(src.as_ptr().add(row(0)).cast::<__m256i>()),
+                    _mm256_loadu_si256(src.as_ptr().add(row(1)).cast::<__m256i>()),
+                )
+            };
+            // `pmaddwd` multiplies (row a, row b) byte pairs widened to
+            // i16 by (w0, w1) and adds each pair: one i32 per column.
+            let w = _mm256_set1_epi32(i32::from(pair[0] as u16) | (i32::from(pair[1]) << 16));
+            let (lo, hi) = (_mm256_unpacklo_epi8(a, b), _mm256_unpackhi_epi8(a, b));
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_unpacklo_epi8(lo, zero), w));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, zero), w));
+            acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(_mm256_unpacklo_epi8(hi, zero), w));
+            acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(_mm256_unpackhi_epi8(hi, zero), w));
+        }
+        let acc = acc.map(|a| _mm256_srai_epi32::<{ BITS as i32 }>(a));
+        // The packs undo the unpacks lane by lane: columns come back in
+        // order, clamped to 0..=255 like the scalar kernel.
+        let bytes =
+            _mm256_packus_epi16(_mm256_packus_epi32(acc[0], acc[1]), _mm256_packus_epi32(acc[2], acc[3]));
+        let dst = &mut out[32 * chunk..32 * chunk + 32];
+        // SAFETY: `dst` is 32 bytes.
+        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast::<__m256i>(), bytes) };
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn horizontal_avx2(
+    row: &[u8],
+    origin: u32,
+    taps: &Taps,
+    pairs: &[i16],
+    y: usize,
+    blocks: usize,
+    planes: &mut Planes<'_>,
+) {
+    let groups = taps.window / 4;
+    // Per 128-bit lane, bytes of four RGB pixels (taps t..t + 3) become
+    // i16 (r_t, r_t+1, g_t, g_t+1, b_t, b_t+1, 0, 0), and likewise for
+    // taps t + 2, t + 3.
+    #[rustfmt::skip]
+    let taps01 = _mm256_setr_epi8(
+        0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+        0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+    );
+    #[rustfmt::skip]
+    let taps23 = _mm256_setr_epi8(
+        6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
+        6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
+    );
+    // After packing, each lane holds four pixels as RGB0 quads; gather
+    // each channel's four bytes together.
+    #[rustfmt::skip]
+    let planar = _mm256_setr_epi8(
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+    );
+    let half = _mm256_set1_epi32(HALF);
+    let base = row.as_ptr();
+    for block in 0..blocks {
+        let mut quads = [half; 4];
+        for (j, quad) in quads.iter_mut().enumerate() {
+            let x = 8 * block + 2 * j;
+            let at0 = (taps.start[x] - origin) as usize * 3;
+            let at1 = (taps.start[x + 1] - origin) as usize * 3;
+            let mut acc = half;
+            for g in 0..groups {
+                // SAFETY: `at + 12 * g + 16 <= row.len()` and the weights
+                // lie inside `pairs` (both asserted by the caller).
+                let (v, w01, w23) = unsafe {
+                    let v = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(_mm_loadu_si128(base.add(at0 + 12 * g).cast::<__m128i>())),
+                        _mm_loadu_si128(base.add(at1 + 12 * g).cast::<__m128i>()),
+                    );
+                    let w = pairs.as_ptr().add((x / 2 * groups + g) * 32);
+                    (
+                        v,
+                        _mm256_loadu_si256(w.cast::<__m256i>()),
+                        _mm256_loadu_si256(w.add(16).cast::<__m256i>()),
+                    )
+                };
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, taps01), w01));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, taps23), w23));
+            }
+            // Lanes: (r, g, b, 0) of pixel x, then of x + 1.
+            *quad = _mm256_srai_epi32::<{ BITS as i32 }>(acc);
+        }
+        // Lane 0: pixels 0, 2, 4, 6; lane 1: pixels 1, 3, 5, 7.
+        let packed = _mm256_packus_epi16(
+            _mm256_packs_epi32(quads[0], quads[1]),
+            _mm256_packs_epi32(quads[2], quads[3]),
+        );
+        let grouped = _mm256_shuffle_epi8(packed, planar);
+        let (even, odd) = (_mm256_castsi256_si128(grouped), _mm256_extracti128_si256::<1>(grouped));
+        // r0..r7 g0..g7, then b0..b7 and padding.
+        let (rg, b) = (_mm_unpacklo_epi8(even, odd), _mm_unpackhi_epi8(even, odd));
+        store8(planes, y * planes.width + 8 * block, rg, b);
+    }
+}
+
+/// Writes eight pixels' R, G, B bytes (`rg` low and high half, `b` low
+/// half) at index `at` of each plane.
+#[target_feature(enable = "avx2")]
+fn store8(planes: &mut Planes<'_>, at: usize, rg: __m128i, b: __m128i) {
+    let plane = planes.plane;
+    let channels = [rg, _mm_srli_si128::<8>(rg), b];
+    match &mut planes.target {
+        Target::U8(out) => {
+            for (c, v) in channels.into_iter().enumerate() {
+                let dst = &mut out[c * plane + at..c * plane + at + 8];
+                // SAFETY: `dst` is 8 bytes.
+                unsafe { _mm_storel_epi64(dst.as_mut_ptr().cast::<__m128i>(), v) };
+            }
+        }
+        Target::F32 { out, affine } => {
+            for (c, v) in channels.into_iter().enumerate() {
+                let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+                let f =
+                    _mm256_add_ps(_mm256_mul_ps(f, _mm256_set1_ps(affine[c].0)), _mm256_set1_ps(affine[c].1));
+                let dst = &mut out[c * plane + at..c * plane + at + 8];
+                // SAFETY: `dst` is 8 floats.
+                unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), f) };
+            }
+        }
+    }
+}

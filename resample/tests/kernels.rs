@@ -1,0 +1,204 @@
+//! Every kernel computes the same bytes as the portable one, and the
+//! portable one computes what an exact (f64) two-pass bilinear resize with
+//! Pillow's weights computes, to within rounding.
+
+use proptest::prelude::*;
+use ringfeed_resample::{Error, Image, Kernels, Resampler, Target};
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// A smooth image with some noise: gradients catch misplaced taps,
+/// noise catches misplaced channels.
+fn picture(w: u32, h: u32, seed: u64) -> Vec<u8> {
+    let n = noise((w * h * 3) as usize, seed);
+    (0..(w * h * 3) as usize)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let (x, y) = ((p as u32 % w) as usize, (p as u32 / w) as usize);
+            ((x * (c + 1) * 3 + y * (3 - c) * 2) % 200) as u8 + n[i] % 56
+        })
+        .collect()
+}
+
+fn run(
+    kernels: Kernels,
+    img: &[u8],
+    w: u32,
+    h: u32,
+    crop: [f64; 4],
+    out: (u32, u32),
+    mirror: bool,
+) -> Vec<u8> {
+    let mut r = Resampler::with_kernels(kernels);
+    let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
+    r.resample(Image { data: img, width: w, height: h }, crop, out, mirror, Target::U8(&mut dst)).unwrap();
+    dst
+}
+
+const AFFINE: [(f32, f32); 3] = [(0.017_124, -2.117_9), (0.017_507, -2.035_7), (0.017_429, -1.804_4)];
+
+fn run_f32(
+    kernels: Kernels,
+    img: &[u8],
+    w: u32,
+    h: u32,
+    crop: [f64; 4],
+    out: (u32, u32),
+    mirror: bool,
+) -> Vec<f32> {
+    let mut r = Resampler::with_kernels(kernels);
+    let mut dst = vec![0f32; 3 * (out.0 * out.1) as usize];
+    let target = Target::F32 { out: &mut dst, affine: AFFINE };
+    r.resample(Image { data: img, width: w, height: h }, crop, out, mirror, target).unwrap();
+    dst
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn all_kernels_agree_bit_for_bit(
+        w in 1u32..520, h in 1u32..400, seed in any::<u64>(),
+        fl in 0.0f64..1.0, ft in 0.0f64..1.0, fw in 0.01f64..1.2, fh in 0.01f64..1.2,
+        ow in 1u32..260, oh in 1u32..260, mirror in any::<bool>(),
+    ) {
+        let img = picture(w, h, seed);
+        let crop = [fl * f64::from(w) - 2.0, ft * f64::from(h) - 1.0, fw * f64::from(w), fh * f64::from(h)];
+        let portable = run(Kernels::Portable, &img, w, h, crop, (ow, oh), mirror);
+        prop_assert_eq!(&run(Kernels::Avx2, &img, w, h, crop, (ow, oh), mirror), &portable);
+        prop_assert_eq!(&run(Kernels::Fastest, &img, w, h, crop, (ow, oh), mirror), &portable);
+        let floats = run_f32(Kernels::Portable, &img, w, h, crop, (ow, oh), mirror);
+        for (i, (&f, &b)) in floats.iter().zip(&portable).enumerate() {
+            let (a, c) = AFFINE[i / (ow * oh) as usize];
+            prop_assert_eq!(f.to_bits(), (f32::from(b) * a + c).to_bits());
+        }
+        for k in [Kernels::Avx2, Kernels::Fastest] {
+            let other = run_f32(k, &img, w, h, crop, (ow, oh), mirror);
+            prop_assert!(other.iter().zip(&floats).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+}
+
+/// The typical training shapes (224 output from crops 0.5x to 2.7x of it)
+/// on every kernel, including the widths that leave ragged row ends.
+#[test]
+fn typical_crops_agree() {
+    for (w, h, out) in [(300, 250, 224), (448, 400, 224), (150, 120, 224), (605, 330, 224), (257, 999, 231)] {
+        let img = picture(w, h, u64::from(w));
+        for mirror in [false, true] {
+            let crop = [1.5, 2.25, f64::from(w) - 3.0, f64::from(h) - 4.5];
+            let portable = run(Kernels::Portable, &img, w, h, crop, (out, out), mirror);
+            assert_eq!(run(Kernels::Fastest, &img, w, h, crop, (out, out), mirror), portable, "{w}x{h}");
+            assert_eq!(run(Kernels::Avx2, &img, w, h, crop, (out, out), mirror), portable, "{w}x{h}");
+        }
+    }
+}
+
+/// Exact separable resize in f64 with Pillow's (unquantized) weights.
+fn reference(img: &[u8], w: u32, h: u32, crop: [f64; 4], out: (u32, u32)) -> Vec<f64> {
+    fn taps(size: u32, lo: f64, len: f64, out: u32) -> Vec<Vec<(usize, f64)>> {
+        let scale = len / f64::from(out);
+        let fs = scale.max(1.0);
+        (0..out)
+            .map(|i| {
+                let center = lo + (f64::from(i) + 0.5) * scale;
+                let first = ((center - fs + 0.5) as i64).max(0) as usize;
+                let end = ((center + fs + 0.5) as i64).min(i64::from(size)) as usize;
+                let ws: Vec<(usize, f64)> = (first..end)
+                    .map(|x| (x, (1.0 - ((x as f64 - center + 0.5) / fs).abs()).max(0.0)))
+                    .collect();
+                let total: f64 = ws.iter().map(|p| p.1).sum();
+                ws.into_iter().map(|(x, v)| (x, v / total)).collect()
+            })
+            .collect()
+    }
+    let tx = taps(w, crop[0], crop[2], out.0);
+    let ty = taps(h, crop[1], crop[3], out.1);
+    let mut res = vec![0.0; 3 * (out.0 * out.1) as usize];
+    let plane = (out.0 * out.1) as usize;
+    for (y, ry) in ty.iter().enumerate() {
+        for (x, rx) in tx.iter().enumerate() {
+            for c in 0..3 {
+                let mut v = 0.0;
+                for &(sy, wy) in ry {
+                    for &(sx, wx) in rx {
+                        v += wy * wx * f64::from(img[(sy * w as usize + sx) * 3 + c]);
+                    }
+                }
+                res[c * plane + y * out.0 as usize + x] = v;
+            }
+        }
+    }
+    res
+}
+
+#[test]
+fn matches_an_exact_resize_to_within_rounding() {
+    for (w, h, crop, out) in [
+        (300, 250, [10.3, 5.7, 270.0, 230.5], (112, 100)),
+        (120, 90, [0.0, 0.0, 120.0, 90.0], (224, 224)),
+        (640, 480, [100.0, 50.0, 400.0, 380.0], (96, 96)),
+    ] {
+        let img = picture(w, h, 7);
+        let exact = reference(&img, w, h, crop, out);
+        let ours = run(Kernels::Portable, &img, w, h, crop, out, false);
+        let worst = exact.iter().zip(&ours).map(|(e, &o)| (e - f64::from(o)).abs()).fold(0.0, f64::max);
+        let mean =
+            exact.iter().zip(&ours).map(|(e, &o)| (e - f64::from(o)).abs()).sum::<f64>() / exact.len() as f64;
+        // Two roundings to bytes (after each pass): at most one level.
+        assert!(worst <= 1.0 + 1e-9, "{w}x{h} -> {out:?}: worst {worst}");
+        assert!(mean < 0.5, "{w}x{h} -> {out:?}: mean {mean}");
+    }
+}
+
+#[test]
+fn mirroring_reverses_each_row() {
+    let (w, h) = (333, 211);
+    let img = picture(w, h, 3);
+    let crop = [7.0, 3.0, 300.0, 200.0];
+    let plain = run(Kernels::Fastest, &img, w, h, crop, (224, 224), false);
+    let mirrored = run(Kernels::Fastest, &img, w, h, crop, (224, 224), true);
+    for (a, b) in plain.chunks(224).zip(mirrored.chunks(224)) {
+        assert!(a.iter().eq(b.iter().rev()));
+    }
+}
+
+#[test]
+fn bad_buffers_and_boxes_are_errors() {
+    let img = picture(10, 10, 1);
+    let mut r = Resampler::new();
+    let mut out = vec![0u8; 3 * 16];
+    let image = Image { data: &img, width: 10, height: 10 };
+    let short = Image { data: &img[1..], width: 10, height: 10 };
+    assert!(matches!(
+        r.resample(short, [0.0, 0.0, 10.0, 10.0], (4, 4), false, Target::U8(&mut out)),
+        Err(Error::Buffer(_))
+    ));
+    assert!(matches!(
+        r.resample(image, [0.0, 0.0, 10.0, 10.0], (4, 5), false, Target::U8(&mut out)),
+        Err(Error::Buffer(_))
+    ));
+    for crop in [
+        [0.0, 0.0, 0.0, 10.0],
+        [0.0, 0.0, 10.0, -1.0],
+        [f64::NAN, 0.0, 10.0, 10.0],
+        [0.0, 0.0, f64::INFINITY, 1.0],
+    ] {
+        assert!(
+            matches!(r.resample(image, crop, (4, 4), false, Target::U8(&mut out)), Err(Error::Geometry(_))),
+            "{crop:?}"
+        );
+    }
+    // A box entirely outside the image is clamped onto its edge.
+    r.resample(image, [50.0, 50.0, 5.0, 5.0], (4, 4), false, Target::U8(&mut out)).unwrap();
+}
