@@ -11,7 +11,8 @@ Python side (installs torch 2.13.0, torchvision 0.28.0, pillow if missing):
            with PIL + torchvision (v1, ToTensor) and with decode_jpeg + transforms v2 on uint8 tensors;
   val    = Resize(256) + CenterCrop(224) + to float + Normalize, PIL and v2.
 ringfeed side: examples/decode_bench (full decode, train and val pipelines,
-decode of the region at the DCT scale each pipeline chose). Rounds alternate the two
+decode of the region at the DCT scale each pipeline chose; the pipelines
+again with AVX2-only resize kernels when the CPU has AVX-512). Rounds alternate the two
 sides; the table shows medians and ratios. Writes target/bench/decode_vs_torchvision.json.
 """
 import argparse, json, os, statistics, subprocess, sys, time
@@ -96,8 +97,10 @@ print(f"{a.limit} photos, one core, {a.rounds} rounds (medians, img/s)\n")
 print("| stage | ringfeed | PIL (+torchvision) | torchvision v2 / decode_jpeg | ringfeed / v2 |\n|---|---|---|---|---|")
 for name, ours, _, pil_v, _, tv_v in rows:
     print(f"| {name} | {ours:.0f} | {pil_v:.0f} | {tv_v:.0f} | {ours / tv_v:.2f}x |")
-for p in ("train", "val"):
-    print(f"\n{p}: decode of the same regions at the same DCT scales {med(lambda r: r['ringfeed'][p]['decode_same_region_and_scale']):.0f} img/s; "
+for p in ("train", "val", "train_avx2", "val_avx2"):
+    if p not in rounds[0]["ringfeed"]:
+        continue
+    print(f"\n{p} ({rounds[0]['ringfeed'][p]['kernels']} resize kernels): decode of the same regions at the same DCT scales {med(lambda r: r['ringfeed'][p]['decode_same_region_and_scale']):.0f} img/s; "
           f"pipeline overhead over it {100 * med(lambda r: r['ringfeed'][p]['overhead']):.1f}%; "
           f"{rounds[0]['ringfeed'][p]['images_dct_scaled']} of {rounds[0]['ringfeed']['images']} images DCT-scaled")
 out = root / "target/bench"

@@ -2,7 +2,7 @@
 //! bytes in RAM: full decode, the train and val pipelines, and raw decode of
 //! the same regions at the same DCT scales those pipelines chose (to
 //! isolate the pipeline's own cost: crop geometry, resize, flip,
-//! normalize). `benches/decode_vs_torchvision.py` runs it beside PIL and
+//! normalize), with the fastest crop-and-resize kernels and with AVX2 only. `benches/decode_vs_torchvision.py` runs it beside PIL and
 //! torchvision. Prints one JSON object.
 //!
 //! `cargo run --release -p ringfeed-examples --example decode_bench -- DIR [LIMIT]`
@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rand_xoshiro::rand_core::SeedableRng;
-use ringfeed_decode::{Decoder, Limits, OutputMut, Pipeline, Pixels, Scale};
+use ringfeed_decode::{Decoder, Kernels, Limits, OutputMut, Pipeline, Pixels, Scale};
 
 fn load(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
@@ -50,7 +50,18 @@ fn main() -> Result<()> {
     let mut results = serde_json::Map::new();
     results.insert("images".into(), images.len().into());
     results.insert("full_decode".into(), full.into());
-    for (name, mut pipe) in [("train", Pipeline::train(224)?), ("val", Pipeline::val(256, 224)?)] {
+    let runs = [
+        ("train", Pipeline::train(224)?),
+        ("val", Pipeline::val(256, 224)?),
+        // The same with the crop-and-resize limited to AVX2 (what CPUs
+        // without AVX-512 run), when this one has more.
+        ("train_avx2", Pipeline::train(224)?.with_kernels(Kernels::Avx2)),
+        ("val_avx2", Pipeline::val(256, 224)?.with_kernels(Kernels::Avx2)),
+    ];
+    for (name, mut pipe) in runs {
+        if name.ends_with("_avx2") && Pipeline::train(224)?.kernels() != "avx512" {
+            continue;
+        }
         let mut out = vec![0f32; pipe.output_len()];
         // Pipeline and plain decode at the scale it chose, alternating image
         // by image, so that machine speed drifts hit both alike.
@@ -79,6 +90,7 @@ fn main() -> Result<()> {
                 "us_pipeline_decode": t_inner / n * 1e6,
                 "us_pipeline_rest": (t_pipe - t_inner) / n * 1e6,
                 "images_dct_scaled": reduced,
+                "kernels": pipe.kernels(),
             }),
         );
     }

@@ -46,3 +46,4 @@ pub use crate::pipeline::{
     Applied, IMAGENET_MEAN, IMAGENET_STD, Layout, Output, OutputMut, Pipeline, Transform,
 };
 pub use crate::pixels::Pixels;
+pub use ringfeed_resample::Kernels;

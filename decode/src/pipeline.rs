@@ -5,7 +5,7 @@
 use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand_xoshiro::rand_core::Rng;
-use ringfeed_resample::{Image, Resampler, Target};
+use ringfeed_resample::{Image, Kernels, Resampler, Target};
 
 use crate::decoder::{Decoder, Format, ImageInfo, Scale};
 use crate::error::{Error, Result};
@@ -205,6 +205,21 @@ impl Pipeline {
     pub fn with_exif_orientation(mut self, yes: bool) -> Self {
         self.exif = yes;
         self
+    }
+
+    /// Limits the SIMD kernels of the crop-and-resize step (for speed
+    /// comparisons; every choice gives the same output, bit for bit).
+    /// Default: [`Kernels::Fastest`].
+    #[must_use]
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.resampler = Resampler::with_kernels(kernels);
+        self
+    }
+
+    /// The crop-and-resize kernels in use: `"avx512"`, `"avx2"` or
+    /// `"portable"`.
+    pub fn kernels(&self) -> &'static str {
+        self.resampler.kernels()
     }
 
     /// Training preset: RandomResizedCrop(`size`, scale (0.08, 1), ratio

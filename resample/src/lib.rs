@@ -84,6 +84,10 @@ pub struct Resampler {
     pairs: Vec<i16>,
     #[cfg(target_arch = "x86_64")]
     plan512: x86::HorizontalPlan,
+    /// Whether `pairs` / `plan512` match the current horizontal taps and
+    /// row length (`Some(false)`: AVX-512 cannot run them).
+    #[cfg(target_arch = "x86_64")]
+    planned: Option<(usize, bool)>,
     allowed: Kernels,
 }
 
@@ -162,7 +166,7 @@ impl Resampler {
         let (left, top) = (crop[0].clamp(0.0, fw), crop[1].clamp(0.0, fh));
         let width = crop[2].min(fw - left).max(f64::MIN_POSITIVE);
         let height = crop[3].min(fh - top).max(f64::MIN_POSITIVE);
-        self.horizontal.set(w, left, width, out.0, mirror, 4);
+        let retapped = self.horizontal.set(w, left, width, out.0, mirror, 4);
         self.vertical.set(h, top, height, out.1, false, 2);
         let cpu = self.cpu();
 
@@ -198,16 +202,24 @@ impl Resampler {
         let rows = self.between.chunks_exact(row_len).take(oh).enumerate();
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(k) = cpu.avx512
-                && k.horizontal_plan(&self.horizontal, first, row_len, &mut self.plan512)
-            {
+            // The per-image layouts depend only on the taps and the row
+            // length: kept while those stay the same.
+            if retapped || self.planned.is_none_or(|(len, _)| len != row_len) {
+                let wide = cpu
+                    .avx512
+                    .is_some_and(|k| k.horizontal_plan(&self.horizontal, first, row_len, &mut self.plan512));
+                if !wide && cpu.avx2.is_some() {
+                    x86::pair_weights(&self.horizontal, &mut self.pairs);
+                }
+                self.planned = Some((row_len, wide));
+            }
+            if self.planned.is_some_and(|(_, wide)| wide) {
                 for (y, row) in rows {
                     self.plan512.row(row, first, &self.horizontal, y, &mut planes);
                 }
                 return Ok(());
             }
             if let Some(k) = cpu.avx2 {
-                x86::pair_weights(&self.horizontal, &mut self.pairs);
                 let plan = k.horizontal_plan(&self.horizontal, first, row_len, &self.pairs);
                 for (y, row) in rows {
                     plan.row(row, first, &self.horizontal, &self.pairs, y, &mut planes);

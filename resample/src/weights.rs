@@ -24,6 +24,10 @@ pub(crate) struct Taps {
     exact: Vec<f64>,
     raw: Vec<(u32, usize, usize)>,
     fixed: Vec<i16>,
+    /// The arguments of the last [`set`](Self::set): images of one size
+    /// often share a crop (the validation transform), and then the taps
+    /// are already there.
+    key: Option<(u32, u64, u64, u32, bool, usize)>,
 }
 
 impl Taps {
@@ -38,8 +42,14 @@ impl Taps {
     }
 
     /// Recomputes the taps in place (see [`new`](Self::new)); allocates
-    /// only when a window or output is larger than any before.
-    pub(crate) fn set(&mut self, size: u32, lo: f64, len: f64, out: u32, mirror: bool, pad: usize) {
+    /// only when a window or output is larger than any before. Returns
+    /// false when the arguments are those of the last call (nothing to do).
+    pub(crate) fn set(&mut self, size: u32, lo: f64, len: f64, out: u32, mirror: bool, pad: usize) -> bool {
+        let key = Some((size, lo.to_bits(), len.to_bits(), out, mirror, pad));
+        if self.key == key {
+            return false;
+        }
+        self.key = key;
         let scale = len / f64::from(out);
         let filter_scale = scale.max(1.0);
         let inverse = 1.0 / filter_scale;
@@ -79,6 +89,7 @@ impl Taps {
             self.start.push(first);
             dst[..to - from].copy_from_slice(&self.fixed[from..to]);
         }
+        true
     }
 
     /// The weights of output `i`.

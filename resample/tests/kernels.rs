@@ -202,3 +202,32 @@ fn bad_buffers_and_boxes_are_errors() {
     // A box entirely outside the image is clamped onto its edge.
     r.resample(image, [50.0, 50.0, 5.0, 5.0], (4, 4), false, Target::U8(&mut out)).unwrap();
 }
+
+/// One resampler reused across images keeps per-geometry layouts; they
+/// must follow every change of size, box, output or mirroring.
+#[test]
+fn a_reused_resampler_matches_fresh_ones() {
+    let shapes = [
+        (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), false),
+        (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), false),
+        (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), true),
+        (301, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), true),
+        (900, 250, [0.0, 2.0, 890.0, 240.0], (224, 224), true),
+        // Too wide a downscale for the AVX-512 horizontal kernel: AVX2 runs it.
+        (1400, 100, [0.0, 0.0, 1400.0, 100.0], (224, 224), false),
+        (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), false),
+        (300, 250, [1.5, 2.0, 290.0, 240.0], (100, 224), false),
+        (120, 90, [0.0, 0.0, 120.0, 90.0], (224, 224), false),
+        (120, 90, [0.0, 0.0, 120.0, 90.0], (224, 224), false),
+    ];
+    for kernels in [Kernels::Fastest, Kernels::Avx2, Kernels::Portable] {
+        let mut reused = Resampler::with_kernels(kernels);
+        for (i, &(w, h, crop, out, mirror)) in shapes.iter().enumerate() {
+            let img = picture(w, h, i as u64 % 3);
+            let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
+            let image = Image { data: &img, width: w, height: h };
+            reused.resample(image, crop, out, mirror, Target::U8(&mut dst)).unwrap();
+            assert_eq!(dst, run(Kernels::Portable, &img, w, h, crop, out, mirror), "{kernels:?}, step {i}");
+        }
+    }
+}
