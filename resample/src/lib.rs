@@ -152,11 +152,11 @@ impl Resampler {
     ) -> Result<(), Error> {
         let (w, h) = (image.width, image.height);
         let stride = w as usize * 3;
-        if w == 0 || h == 0 || image.data.len() != stride * h as usize {
+        if w == 0 || h == 0 || Some(image.data.len()) != stride.checked_mul(h as usize) {
             return Err(Error::Buffer(format!("{} bytes for a {w}x{h} RGB image", image.data.len())));
         }
         let (ow, oh) = (out.0 as usize, out.1 as usize);
-        if ow == 0 || oh == 0 || target.len() != 3 * ow * oh {
+        if ow == 0 || oh == 0 || Some(target.len()) != ow.checked_mul(oh).and_then(|n| n.checked_mul(3)) {
             return Err(Error::Buffer(format!("{} output values for 3 planes of {ow}x{oh}", target.len())));
         }
         if !crop.iter().all(|v| v.is_finite()) || crop[2] <= 0.0 || crop[3] <= 0.0 {
