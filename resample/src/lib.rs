@@ -72,7 +72,7 @@ pub enum Kernels {
 
 /// Crop-and-resize with reusable buffers: one per thread, reused for every
 /// image, it allocates only when an image needs more room than any before.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Resampler {
     horizontal: Taps,
     vertical: Taps,
@@ -89,6 +89,13 @@ pub struct Resampler {
     #[cfg(target_arch = "x86_64")]
     planned: Option<(usize, bool)>,
     allowed: Kernels,
+}
+
+impl std::fmt::Debug for Resampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The buffers are scratch: not worth printing.
+        f.debug_struct("Resampler").field("allowed", &self.allowed).field("kernels", &self.kernels()).finish()
+    }
 }
 
 /// The kernels detected, within what a [`Resampler`] allows.
@@ -227,6 +234,8 @@ impl Resampler {
                 return Ok(());
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (retapped, cpu);
         for (y, row) in rows {
             scalar::horizontal_pixels(row, first, &self.horizontal, 0..ow, y, &mut planes);
         }
