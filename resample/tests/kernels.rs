@@ -30,38 +30,41 @@ fn picture(w: u32, h: u32, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn run(
-    kernels: Kernels,
-    img: &[u8],
+/// One resample: an image, a box in it, an output size, mirrored or not.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    img: &'a [u8],
     w: u32,
     h: u32,
     crop: [f64; 4],
     out: (u32, u32),
     mirror: bool,
-) -> Vec<u8> {
-    let mut r = Resampler::with_kernels(kernels);
-    let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
-    r.resample(Image { data: img, width: w, height: h }, crop, out, mirror, Target::U8(&mut dst)).unwrap();
-    dst
+}
+
+impl Case<'_> {
+    fn resample_into(&self, kernels: Kernels, target: Target<'_>) {
+        let image = Image { data: self.img, width: self.w, height: self.h };
+        Resampler::with_kernels(kernels).resample(image, self.crop, self.out, self.mirror, target).unwrap();
+    }
+
+    fn values(&self) -> usize {
+        3 * (self.out.0 * self.out.1) as usize
+    }
+
+    fn bytes(&self, kernels: Kernels) -> Vec<u8> {
+        let mut dst = vec![0u8; self.values()];
+        self.resample_into(kernels, Target::U8(&mut dst));
+        dst
+    }
+
+    fn floats(&self, kernels: Kernels) -> Vec<f32> {
+        let mut dst = vec![0f32; self.values()];
+        self.resample_into(kernels, Target::F32 { out: &mut dst, affine: AFFINE });
+        dst
+    }
 }
 
 const AFFINE: [(f32, f32); 3] = [(0.017_124, -2.117_9), (0.017_507, -2.035_7), (0.017_429, -1.804_4)];
-
-fn run_f32(
-    kernels: Kernels,
-    img: &[u8],
-    w: u32,
-    h: u32,
-    crop: [f64; 4],
-    out: (u32, u32),
-    mirror: bool,
-) -> Vec<f32> {
-    let mut r = Resampler::with_kernels(kernels);
-    let mut dst = vec![0f32; 3 * (out.0 * out.1) as usize];
-    let target = Target::F32 { out: &mut dst, affine: AFFINE };
-    r.resample(Image { data: img, width: w, height: h }, crop, out, mirror, target).unwrap();
-    dst
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
@@ -74,16 +77,16 @@ proptest! {
     ) {
         let img = picture(w, h, seed);
         let crop = [fl * f64::from(w) - 2.0, ft * f64::from(h) - 1.0, fw * f64::from(w), fh * f64::from(h)];
-        let portable = run(Kernels::Portable, &img, w, h, crop, (ow, oh), mirror);
-        prop_assert_eq!(&run(Kernels::Avx2, &img, w, h, crop, (ow, oh), mirror), &portable);
-        prop_assert_eq!(&run(Kernels::Fastest, &img, w, h, crop, (ow, oh), mirror), &portable);
-        let floats = run_f32(Kernels::Portable, &img, w, h, crop, (ow, oh), mirror);
+        let portable = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Portable);
+        prop_assert_eq!(&Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Avx2), &portable);
+        prop_assert_eq!(&Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Fastest), &portable);
+        let floats = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.floats(Kernels::Portable);
         for (i, (&f, &b)) in floats.iter().zip(&portable).enumerate() {
             let (a, c) = AFFINE[i / (ow * oh) as usize];
             prop_assert_eq!(f.to_bits(), (f32::from(b) * a + c).to_bits());
         }
         for k in [Kernels::Avx2, Kernels::Fastest] {
-            let other = run_f32(k, &img, w, h, crop, (ow, oh), mirror);
+            let other = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.floats(k);
             prop_assert!(other.iter().zip(&floats).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
@@ -97,9 +100,17 @@ fn typical_crops_agree() {
         let img = picture(w, h, u64::from(w));
         for mirror in [false, true] {
             let crop = [1.5, 2.25, f64::from(w) - 3.0, f64::from(h) - 4.5];
-            let portable = run(Kernels::Portable, &img, w, h, crop, (out, out), mirror);
-            assert_eq!(run(Kernels::Fastest, &img, w, h, crop, (out, out), mirror), portable, "{w}x{h}");
-            assert_eq!(run(Kernels::Avx2, &img, w, h, crop, (out, out), mirror), portable, "{w}x{h}");
+            let portable = Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Portable);
+            assert_eq!(
+                Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Fastest),
+                portable,
+                "{w}x{h}"
+            );
+            assert_eq!(
+                Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Avx2),
+                portable,
+                "{w}x{h}"
+            );
         }
     }
 }
@@ -151,7 +162,7 @@ fn matches_an_exact_resize_to_within_rounding() {
     ] {
         let img = picture(w, h, 7);
         let exact = reference(&img, w, h, crop, out);
-        let ours = run(Kernels::Portable, &img, w, h, crop, out, false);
+        let ours = Case { img: &img, w, h, crop, out, mirror: false }.bytes(Kernels::Portable);
         let worst = exact.iter().zip(&ours).map(|(e, &o)| (e - f64::from(o)).abs()).fold(0.0, f64::max);
         let mean =
             exact.iter().zip(&ours).map(|(e, &o)| (e - f64::from(o)).abs()).sum::<f64>() / exact.len() as f64;
@@ -166,8 +177,8 @@ fn mirroring_reverses_each_row() {
     let (w, h) = (333, 211);
     let img = picture(w, h, 3);
     let crop = [7.0, 3.0, 300.0, 200.0];
-    let plain = run(Kernels::Fastest, &img, w, h, crop, (224, 224), false);
-    let mirrored = run(Kernels::Fastest, &img, w, h, crop, (224, 224), true);
+    let plain = Case { img: &img, w, h, crop, out: (224, 224), mirror: false }.bytes(Kernels::Fastest);
+    let mirrored = Case { img: &img, w, h, crop, out: (224, 224), mirror: true }.bytes(Kernels::Fastest);
     for (a, b) in plain.chunks(224).zip(mirrored.chunks(224)) {
         assert!(a.iter().eq(b.iter().rev()));
     }
@@ -227,7 +238,11 @@ fn a_reused_resampler_matches_fresh_ones() {
             let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
             let image = Image { data: &img, width: w, height: h };
             reused.resample(image, crop, out, mirror, Target::U8(&mut dst)).unwrap();
-            assert_eq!(dst, run(Kernels::Portable, &img, w, h, crop, out, mirror), "{kernels:?}, step {i}");
+            assert_eq!(
+                dst,
+                Case { img: &img, w, h, crop, out, mirror }.bytes(Kernels::Portable),
+                "{kernels:?}, step {i}"
+            );
         }
     }
 }
