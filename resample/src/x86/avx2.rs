@@ -71,7 +71,10 @@ impl Avx2 {
         let reach = taps.start.iter().max().map_or(0, |&s| (s - origin) as usize * 3) + 12 * groups + 4;
         assert!(taps.window.is_multiple_of(4) && taps.start.iter().all(|&s| s >= origin) && reach <= row_len);
         assert!(pairs.len() >= taps.start.len() / 2 * groups * 32);
-        HorizontalPlan { row_len, _avx2: self }
+        // Five taps fit one 16-byte load (15 bytes): common for downscales
+        // a little over 2x, which would otherwise take two 4-tap groups.
+        let five = groups == 2 && (0..taps.start.len()).all(|x| taps.of(x)[5..].iter().all(|&w| w == 0));
+        HorizontalPlan { row_len, five, _avx2: self }
     }
 }
 
@@ -79,6 +82,8 @@ impl Avx2 {
 #[derive(Debug)]
 pub(crate) struct HorizontalPlan {
     row_len: usize,
+    /// Windows of 8 whose last three weights are all zero.
+    five: bool,
     _avx2: Avx2,
 }
 
@@ -100,7 +105,7 @@ impl HorizontalPlan {
         // SAFETY: AVX2 is present (`_avx2`); loads stay inside `row` and
         // `pairs` (checked by `horizontal_plan` for rows of this length),
         // stores inside row `y` of each plane (asserted above).
-        unsafe { horizontal_avx2(row, origin, taps, pairs, y, blocks, planes) };
+        unsafe { horizontal_avx2(row, origin, taps, pairs, y, blocks, self.five, planes) };
         scalar::horizontal_pixels(row, origin, taps, blocks * 8..width, y, planes);
     }
 }
@@ -174,6 +179,7 @@ fn vertical_avx2(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 fn horizontal_avx2(
     row: &[u8],
@@ -182,6 +188,7 @@ fn horizontal_avx2(
     pairs: &[i16],
     y: usize,
     blocks: usize,
+    five: bool,
     planes: &mut Planes<'_>,
 ) {
     let groups = taps.window / 4;
@@ -197,6 +204,12 @@ fn horizontal_avx2(
     let taps23 = _mm256_setr_epi8(
         6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
         6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
+    );
+    // Tap 4 alone, (r_4, 0, g_4, 0, b_4, 0, 0, 0), for five-tap windows.
+    #[rustfmt::skip]
+    let tap4 = _mm256_setr_epi8(
+        12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, -1, -1, -1, -1,
+        12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, -1, -1, -1, -1,
     );
     // After packing, each lane holds four pixels as RGB0 quads; gather
     // each channel's four bytes together.
@@ -214,6 +227,24 @@ fn horizontal_avx2(
             let at0 = (taps.start[x] - origin) as usize * 3;
             let at1 = (taps.start[x + 1] - origin) as usize * 3;
             let mut acc = half;
+            if five {
+                // SAFETY: as below for group 0; the tap-4 weights are the
+                // first half of group 1's.
+                let (v, w01, w23, w4) = unsafe {
+                    let v = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(_mm_loadu_si128(base.add(at0).cast::<__m128i>())),
+                        _mm_loadu_si128(base.add(at1).cast::<__m128i>()),
+                    );
+                    let w = pairs.as_ptr().add(x / 2 * groups * 32);
+                    let load = |at: usize| _mm256_loadu_si256(w.add(at).cast::<__m256i>());
+                    (v, load(0), load(16), load(32))
+                };
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, taps01), w01));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, taps23), w23));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, tap4), w4));
+                *quad = _mm256_srai_epi32::<{ BITS as i32 }>(acc);
+                continue;
+            }
             for g in 0..groups {
                 // SAFETY: `at + 12 * g + 16 <= row.len()` and the weights
                 // lie inside `pairs` (both asserted by the caller).
