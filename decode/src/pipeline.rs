@@ -342,10 +342,6 @@ impl Pipeline {
         })
     }
 
-    /// Decodes just enough of the image for `crop` (the smallest DCT scale
-    /// that keeps it at output resolution, and only the region around it)
-    /// and resizes it to the output side with a PIL-compatible antialiased
-    /// bilinear filter.
     /// The output slot must match the configured element type and size.
     fn check_slot(&self, out: &OutputMut<'_>) -> Result<()> {
         let len = self.output_len();
