@@ -161,20 +161,7 @@ impl Decoder {
         gray: bool,
         out: &mut Pixels,
     ) -> Result<Decoded> {
-        self.decode_channels(bytes, scale, region, if gray { 1 } else { 3 }, out)
-    }
-
-    /// [`decode_region_into`](Self::decode_region_into) with `channels`
-    /// bytes per pixel: 1 (gray), 3 (RGB) or 4 (RGB plus a padding byte of
-    /// 255, which SIMD resizers handle faster than 3).
-    pub(crate) fn decode_channels(
-        &mut self,
-        bytes: &[u8],
-        scale: Scale,
-        region: Option<[f64; 4]>,
-        channels: u8,
-        out: &mut Pixels,
-    ) -> Result<Decoded> {
+        let channels = if gray { 1 } else { 3 };
         match sniff(bytes)? {
             Format::Jpeg => self.decode_jpeg(bytes, scale, region, channels, out),
             Format::Png => {
@@ -240,8 +227,7 @@ impl Decoder {
         } else {
             let format = match channels {
                 1 => ringfeed_jpeg::PixelFormat::Gray,
-                3 => ringfeed_jpeg::PixelFormat::Rgb,
-                _ => ringfeed_jpeg::PixelFormat::Rgbx,
+                _ => ringfeed_jpeg::PixelFormat::Rgb,
             };
             self.jpeg.decompress(bytes, d, crop, format, &mut out.data).map_err(tj_error)?;
         }
@@ -322,19 +308,16 @@ fn png_error(e: png::DecodingError) -> Error {
 }
 
 /// Converts 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channel pixels to
-/// RGB, RGBX or gray. Alpha is dropped like PIL's `convert("RGB")`; RGB to
+/// RGB (`to` = 3) or gray (1). Alpha is dropped like PIL's `convert("RGB")`; RGB to
 /// gray uses PIL's ITU-R 601-2 luma weights.
 fn convert_channels(src: &[u8], from: usize, to: u8, dst: &mut [u8]) {
     let px = src.chunks_exact(from);
     match to {
-        3 | 4 => {
-            for (d, s) in dst.chunks_exact_mut(usize::from(to)).zip(px) {
+        3 => {
+            for (d, s) in dst.chunks_exact_mut(3).zip(px) {
                 match from {
-                    1 | 2 => d[..3].fill(s[0]),
-                    _ => d[..3].copy_from_slice(&s[..3]),
-                }
-                if to == 4 {
-                    d[3] = 255;
+                    1 | 2 => d.fill(s[0]),
+                    _ => d.copy_from_slice(&s[..3]),
                 }
             }
         }
@@ -359,12 +342,9 @@ fn cmyk_to(src: &[u8], to: u8, dst: &mut [u8]) {
         let ch = |c: u8| ((u32::from(c) * k + 127) / 255) as u8;
         (ch(p[0]), ch(p[1]), ch(p[2]))
     });
-    if to >= 3 {
-        for (d, (r, g, b)) in dst.chunks_exact_mut(usize::from(to)).zip(rgb) {
-            d[..3].copy_from_slice(&[r, g, b]);
-            if to == 4 {
-                d[3] = 255;
-            }
+    if to == 3 {
+        for (d, (r, g, b)) in dst.chunks_exact_mut(3).zip(rgb) {
+            d.copy_from_slice(&[r, g, b]);
         }
     } else {
         for (d, (r, g, b)) in dst.iter_mut().zip(rgb) {

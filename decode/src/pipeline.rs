@@ -388,13 +388,8 @@ impl Pipeline {
         let my = ((crop.height * sy / side).max(1.0) + 2.0) / sy;
         let region = [crop.left - mx, crop.top - my, crop.width + 2.0 * mx, crop.height + 2.0 * my];
         let started = std::time::Instant::now();
-        let decoded = self.decoder.decode_channels(
-            bytes,
-            scale,
-            Some(region),
-            self.channels() as u8,
-            &mut self.pixels,
-        )?;
+        let decoded =
+            self.decoder.decode_region_into(bytes, scale, Some(region), self.gray, &mut self.pixels)?;
         let decode_time = started.elapsed();
         let fx = f64::from(decoded.scaled.0) / f64::from(info.width);
         let fy = f64::from(decoded.scaled.1) / f64::from(info.height);
@@ -414,8 +409,7 @@ impl Pipeline {
     ) -> Result<DecodedCrop> {
         let scale = Scale::for_region(crop.width, crop.height, self.side(), self.side());
         let started = std::time::Instant::now();
-        let scale =
-            self.decoder.decode_channels(bytes, scale, None, self.channels() as u8, &mut self.pixels)?.scale;
+        let scale = self.decoder.decode_into(bytes, scale, self.gray, &mut self.pixels)?;
         let decode_time = started.elapsed();
         crate::orientation::apply(&self.pixels, orientation, &mut self.oriented);
         let o = &self.oriented;
