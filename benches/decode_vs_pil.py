@@ -5,9 +5,10 @@ bilinear resize of the box to 224x224 (what torchvision does on PIL images)
 against ringfeed-decode's output for the same box, which decodes only the
 box's region and at a reduced DCT scale when the box is large.
 
-usage: benches/decode_vs_pil.py [--limit N]
+usage: benches/decode_vs_pil.py [--limit N] [--src DIR] [--json]
 Prints the mean absolute difference (levels of 255) over all boxes and over
-the DCT-scaled ones.
+the DCT-scaled ones (with --json, one object: {"all": {n, mean, p99, max},
+"dct_scaled": {...}, "pillow": version}; benches/harness.py reads it).
 """
 import argparse, json, math, os, random, subprocess, sys, tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image
 root = Path(__file__).resolve().parent.parent
 ap = argparse.ArgumentParser()
 ap.add_argument("--limit", type=int, default=500)
+ap.add_argument("--json", action="store_true")
 ap.add_argument("--src", default=os.path.join(os.environ.get("BENCH_DATA", os.path.expanduser("~/.cache/ringfeed-bench")), "imagefolder/train"))
 a = ap.parse_args()
 paths = sorted(str(p) for p in Path(a.src).rglob("*.jpg"))
@@ -39,6 +41,9 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([str(root / "target/release/examples/decode_mad"), os.path.join(tmp, "cases.json")],
                        check=True, capture_output=True, text=True)
 res = json.loads(r.stdout)
+if a.json:
+    print(json.dumps(dict(res, pillow=Image.__version__)))
+    sys.exit(0)
 print(f"{len(paths)} photos, one random box each, 224x224, Pillow {Image.__version__}:")
 for k, v in res.items():
     print(f"  {k}: {v['n']} boxes, mean absolute difference {v['mean']:.3f} levels (p99 {v['p99']:.3f}, max {v['max']:.3f})")

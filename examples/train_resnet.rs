@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ringfeed::tch::nn::{self, ModuleT};
 use ringfeed::tch::{self, Device, Tensor};
-use ringfeed::{ImagePipeline, Loader, LoaderState};
+use ringfeed::{BatchMemory, ImagePipeline, Loader, LoaderState};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -285,7 +285,9 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         .seed(args.seed)
         .drop_last(true)
         .epochs(u64::MAX)
-        .images(ImagePipeline::train(args.size).normalized());
+        .images(ImagePipeline::train(args.size).normalized())
+        // Decode straight into the tensors the training step takes.
+        .batch_memory(BatchMemory::Tensor);
     if args.cores > 0 {
         builder = builder.cores(args.cores);
     }

@@ -63,9 +63,39 @@ pub(crate) struct Args {
     /// that did not.
     #[arg(long)]
     check_coverage: bool,
+    /// Decode each batch's images into a libtorch tensor and hand it over
+    /// with `Batch::into_tensors`, as a tch training loop does (needs a
+    /// build with `--features tch`).
+    #[arg(long)]
+    tensors: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[cfg(feature = "tch")]
+fn tensor_memory(builder: ringfeed::LoaderBuilder) -> Result<ringfeed::LoaderBuilder> {
+    Ok(builder.batch_memory(ringfeed::BatchMemory::Tensor))
+}
+
+#[cfg(not(feature = "tch"))]
+fn tensor_memory(_: ringfeed::LoaderBuilder) -> Result<ringfeed::LoaderBuilder> {
+    anyhow::bail!(
+        "--tensors needs a ringfeed built with the tch feature (cargo build -p ringfeed-cli --features tch)"
+    )
+}
+
+/// The batch as the `(images, labels)` tensors a training step takes.
+#[cfg(feature = "tch")]
+fn hand_over(batch: ringfeed::Batch) -> Result<()> {
+    let (images, labels) = batch.into_tensors()?;
+    anyhow::ensure!(images.size().first() == labels.size().first(), "images and labels disagree");
+    Ok(())
+}
+
+#[cfg(not(feature = "tch"))]
+fn hand_over(_: ringfeed::Batch) -> Result<()> {
+    Ok(())
 }
 
 /// Open file descriptors of this process.
@@ -130,6 +160,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(m) = a.io_memory {
         builder = builder.io_memory(usize::try_from(m)?);
     }
+    if a.tensors {
+        anyhow::ensure!(a.pipeline != "raw", "--tensors needs an image pipeline (--pipeline train or val)");
+        builder = tensor_memory(builder)?;
+    }
     let (fds_before, threads_before) = (open_fds(), threads());
     let started = Instant::now();
     let mut loader = builder.build()?;
@@ -178,6 +212,9 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         }
         samples += batch.len() as u64;
         bytes += batch.payload_bytes() as u64;
+        if a.tensors {
+            hand_over(batch)?;
+        }
     }
     epoch_secs.push(epoch_started.elapsed().as_secs_f64());
     epoch_rss.push(status_mb("VmRSS:"));
@@ -188,6 +225,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let first_ms = loader.time_to_first_batch().map_or(0.0, |d| d.as_secs_f64() * 1e3);
     let io = format!("{:?}", loader.io_mode()).to_lowercase();
     let cores = loader.cores();
+    let worker_cpus = loader.worker_cpus();
     drop(loader);
     // Dropping joins the executors; each one's helper thread (glommio's
     // blocking-call pool, which holds the executor's eventfd) exits right
@@ -232,6 +270,8 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "coverage_checked": a.check_coverage,
             "io": io,
             "cores": cores,
+            "worker_cpus": worker_cpus,
+            "batch_memory": if a.tensors { "tensor" } else { "pooled" },
             "pipeline": a.pipeline,
             "images_per_sec": if a.pipeline == "raw" { 0.0 } else { samples as f64 / secs },
             "stage_share": stages.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),

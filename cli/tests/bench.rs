@@ -198,8 +198,8 @@ fn image_pipelines_give_the_same_digest_on_one_or_two_cores() {
     let ds = dir.path().join("ds");
     assert!(run(&["pack", "-q", s(&src), s(&ds)]).status.success());
     for pipeline in ["train", "val"] {
-        let digest = |cores: &str| {
-            let j = json(&run(&[
+        let digest = |cores: &str, tensors: bool| {
+            let mut args = vec![
                 "bench",
                 s(&ds),
                 "--json",
@@ -211,14 +211,29 @@ fn image_pipelines_give_the_same_digest_on_one_or_two_cores() {
                 "5",
                 "--cores",
                 cores,
-            ]));
+            ];
+            if tensors {
+                args.push("--tensors");
+            }
+            let j = json(&run(&args));
+            assert_eq!(j["batch_memory"], if tensors { "tensor" } else { "pooled" });
             assert_eq!(j["samples"], 24);
             assert!(j["images_per_sec"].as_f64().unwrap() > 0.0);
             assert!(j["metrics"]["decode_ms"].as_f64().unwrap() > 0.0);
             assert!(j["limiting_stage"].is_string());
             j["digest"].as_str().unwrap().to_string()
         };
-        assert_eq!(digest("1"), digest("2"), "{pipeline}");
+        assert_eq!(digest("1", false), digest("2", false), "{pipeline}");
+        // The path a tch training loop takes: the same pixels.
+        #[cfg(feature = "tch")]
+        assert_eq!(digest("2", true), digest("1", false), "{pipeline} tensors");
+    }
+    let o = run(&["bench", s(&ds), "--pipeline", "val", "--tensors"]);
+    if cfg!(feature = "tch") {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("tch feature"));
     }
 }
 
@@ -284,4 +299,92 @@ fn an_unreadable_shard_is_a_clear_error() {
         assert_eq!(o.status.code(), Some(2), "{cmd}: {stderr}");
         assert!(stderr.contains(s(&shard)) && stderr.contains("ermission denied"), "{cmd}: {stderr}");
     }
+}
+
+/// The CPUs this process may run on, from /proc/self/status.
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim();
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
+fn worker_cpus(j: &serde_json::Value) -> Vec<Vec<usize>> {
+    serde_json::from_value(j["worker_cpus"].clone()).unwrap()
+}
+
+/// Workers are pinned inside the process's affinity mask, not to CPUs
+/// 0..n of the machine: under `taskset -c C` a 1-core loader runs on C.
+#[test]
+fn workers_run_inside_the_affinity_mask() {
+    let allowed = allowed_cpus();
+    if allowed.len() < 2 || Command::new("taskset").arg("-V").output().is_err() {
+        eprintln!("skipped: needs 2 CPUs and taskset (have {allowed:?})");
+        return;
+    }
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let last = *allowed.last().unwrap();
+    let o = Command::new("taskset")
+        .args(["-c", &last.to_string(), bin(), "bench", s(&ds), "--json", "--no-digest"])
+        .env_remove("LOCAL_RANK")
+        .env_remove("LOCAL_WORLD_SIZE")
+        .output()
+        .unwrap();
+    let j = json(&o);
+    assert_eq!(j["cores"], 1, "one CPU in the mask: one core by default");
+    assert_eq!(worker_cpus(&j), vec![vec![last]]);
+    // Two workers under a one-CPU mask are fenced to it, not pinned outside.
+    let o = Command::new("taskset")
+        .args(["-c", &last.to_string(), bin(), "bench", s(&ds), "--json", "--no-digest", "--cores", "2"])
+        .env_remove("LOCAL_RANK")
+        .env_remove("LOCAL_WORLD_SIZE")
+        .output()
+        .unwrap();
+    assert_eq!(worker_cpus(&json(&o)), vec![vec![last], vec![last]]);
+}
+
+/// Under torchrun, the processes of a node split the mask between them
+/// (`LOCAL_RANK` of `LOCAL_WORLD_SIZE`): two processes at once get
+/// disjoint CPUs.
+#[test]
+fn local_ranks_get_disjoint_cpus() {
+    let allowed = allowed_cpus();
+    if allowed.len() < 2 {
+        eprintln!("skipped: needs 2 CPUs (have {allowed:?})");
+        return;
+    }
+    let dir = scratch();
+    let ds = dataset(dir.path());
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(bin())
+                .args(["bench", s(&ds), "--json", "--no-digest", "--epochs", "3"])
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", "2")
+                .env_remove("RANK")
+                .env_remove("WORLD_SIZE")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let shares: Vec<Vec<usize>> =
+        children.into_iter().map(|c| worker_cpus(&json(&c.wait_with_output().unwrap())).concat()).collect();
+    let half = allowed.len() / 2;
+    assert_eq!(shares[0], allowed[..half], "LOCAL_RANK 0");
+    assert_eq!(shares[1], allowed[half..], "LOCAL_RANK 1");
+    let o = Command::new(bin())
+        .args(["bench", s(&ds)])
+        .env("LOCAL_RANK", "2")
+        .env("LOCAL_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("LOCAL_RANK"));
 }

@@ -90,9 +90,6 @@ pub struct Decoder {
     limits: Limits,
     jpeg: ringfeed_jpeg::Decompressor,
     scratch: Vec<u8>,
-    /// The JPEG whose header `jpeg` holds (address and length), so that
-    /// decoding right after [`info`](Decoder::info) does not parse it twice.
-    parsed: Option<(usize, usize, ringfeed_jpeg::Header)>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -116,7 +113,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Result<Self> {
         let jpeg = ringfeed_jpeg::Decompressor::new()
             .map_err(|e| Error::Unsupported(format!("cannot initialise libjpeg-turbo: {e}")))?;
-        Ok(Decoder { limits, jpeg, scratch: Vec::new(), parsed: None })
+        Ok(Decoder { limits, jpeg, scratch: Vec::new() })
     }
 
     /// The limits this decoder enforces.
@@ -128,7 +125,7 @@ impl Decoder {
     pub fn info(&mut self, bytes: &[u8]) -> Result<ImageInfo> {
         match sniff(bytes)? {
             Format::Jpeg => {
-                let h = self.jpeg_header(bytes)?;
+                let h = self.jpeg.header(bytes).map_err(tj_error)?.header();
                 Ok(ImageInfo { format: Format::Jpeg, width: h.width, height: h.height })
             }
             Format::Png => {
@@ -171,20 +168,6 @@ impl Decoder {
         }
     }
 
-    /// The header of `bytes`, parsed unless it is the one parsed last.
-    fn jpeg_header(&mut self, bytes: &[u8]) -> Result<ringfeed_jpeg::Header> {
-        let key = (bytes.as_ptr() as usize, bytes.len());
-        if let Some((ptr, len, h)) = self.parsed
-            && (ptr, len) == key
-        {
-            return Ok(h);
-        }
-        self.parsed = None;
-        let h = self.jpeg.header(bytes).map_err(tj_error)?;
-        self.parsed = Some((key.0, key.1, h));
-        Ok(h)
-    }
-
     fn decode_jpeg(
         &mut self,
         bytes: &[u8],
@@ -193,9 +176,10 @@ impl Decoder {
         channels: u8,
         out: &mut Pixels,
     ) -> Result<Decoded> {
-        let header = self.jpeg_header(bytes)?;
-        // The decompressor's header state is used up by this decode.
-        self.parsed = None;
+        // Parsed here, every time (a few microseconds): the output is sized
+        // from this header, and `decompress` decodes exactly these bytes.
+        let parsed = self.jpeg.header(bytes).map_err(tj_error)?;
+        let header = parsed.header();
         self.limits.check(u64::from(header.width), u64::from(header.height), 4)?;
         let d = scale.denom;
         let (sw, sh) = (scale.apply(header.width), scale.apply(header.height));
@@ -221,7 +205,7 @@ impl Decoder {
             // convert (Adobe-style inverted CMYK, as libjpeg emits it).
             self.scratch.resize(w as usize * h as usize * 4, 0);
             self.jpeg
-                .decompress(bytes, d, crop, ringfeed_jpeg::PixelFormat::Cmyk, &mut self.scratch)
+                .decompress(&parsed, d, crop, ringfeed_jpeg::PixelFormat::Cmyk, &mut self.scratch)
                 .map_err(tj_error)?;
             cmyk_to(&self.scratch, channels, &mut out.data);
         } else {
@@ -229,7 +213,7 @@ impl Decoder {
                 1 => ringfeed_jpeg::PixelFormat::Gray,
                 _ => ringfeed_jpeg::PixelFormat::Rgb,
             };
-            self.jpeg.decompress(bytes, d, crop, format, &mut out.data).map_err(tj_error)?;
+            self.jpeg.decompress(&parsed, d, crop, format, &mut out.data).map_err(tj_error)?;
         }
         Ok(Decoded { scale, scaled: (sw, sh), origin })
     }

@@ -8,6 +8,12 @@
 //! forbids unsafe code; this crate holds the FFI calls, each with its
 //! safety argument.
 //!
+//! A decode starts with [`Decompressor::header`], which returns the
+//! header together with a borrow of the bytes it was parsed from
+//! ([`Parsed`]); [`Decompressor::decompress`] takes that and nothing else,
+//! so the bytes libjpeg-turbo decodes are always the ones whose header
+//! sized the output buffer.
+//!
 //! ```
 //! let mut d = ringfeed_jpeg::Decompressor::new().unwrap();
 //! assert!(d.header(b"not a jpeg").is_err());
@@ -152,12 +158,35 @@ fn has_frame_header(jpeg: &[u8]) -> bool {
     false
 }
 
+/// A JPEG whose header [`Decompressor::header`] parsed: the header and
+/// the very bytes it came from, borrowed (so they cannot change while this
+/// exists). Only `header` makes one (the fields are private), which is
+/// what lets [`Decompressor::decompress`] size its output from `header`
+/// and hand `bytes` to libjpeg-turbo.
+#[derive(Debug, Clone, Copy)]
+pub struct Parsed<'a> {
+    header: Header,
+    bytes: &'a [u8],
+}
+
+impl<'a> Parsed<'a> {
+    /// What the header says.
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// The JPEG bytes the header was parsed from.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 /// A TurboJPEG decompressor. Reuse one per thread; it is `Send` but not
-/// `Sync` (libjpeg-turbo handles are not thread-safe).
+/// `Sync` (libjpeg-turbo handles are not thread-safe). It keeps no state
+/// between calls that its safety depends on: each decode is given the
+/// [`Parsed`] header it relies on.
 pub struct Decompressor {
     handle: tj::tjhandle,
-    /// The header of the JPEG last parsed, which later calls rely on.
-    last: Option<Header>,
 }
 
 // SAFETY: a TurboJPEG handle has no thread affinity; it may move between
@@ -167,7 +196,7 @@ unsafe impl Send for Decompressor {}
 
 impl fmt::Debug for Decompressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decompressor").field("last", &self.last).finish_non_exhaustive()
+        f.debug_struct("Decompressor").finish_non_exhaustive()
     }
 }
 
@@ -187,7 +216,7 @@ impl Decompressor {
         if handle.is_null() {
             return Err(JpegError { message: "libjpeg-turbo could not allocate a decompressor".into() });
         }
-        Ok(Decompressor { handle, last: None })
+        Ok(Decompressor { handle })
     }
 
     fn error(&self) -> JpegError {
@@ -203,12 +232,13 @@ impl Decompressor {
         unsafe { tj::tj3Get(self.handle, param as libc::c_int) }
     }
 
-    /// Parses the header of `jpeg`.
-    pub fn header(&mut self, jpeg: &[u8]) -> Result<Header, JpegError> {
-        self.last = None;
+    /// Parses the header of `jpeg`, returning it bound to `jpeg` for
+    /// [`decompress`](Self::decompress).
+    pub fn header<'a>(&mut self, jpeg: &'a [u8]) -> Result<Parsed<'a>, JpegError> {
         // libjpeg-turbo accepts a stream without a frame header (a
         // "tables-only" stream) and leaves the previous image's size in
-        // place; refuse such streams before asking it.
+        // place, both here and when decompressing; refuse such streams
+        // before asking it, so that the size read below is `jpeg`'s own.
         if !has_frame_header(jpeg) {
             return Err(JpegError {
                 message: "no frame header (SOF) before the scan data: not an image".into(),
@@ -234,27 +264,46 @@ impl Decompressor {
             colorspace,
             mcu_width,
         };
-        self.last = Some(header);
-        Ok(header)
+        Ok(Parsed { header, bytes: jpeg })
     }
 
-    /// Decodes `jpeg` (whose header [`header`](Self::header) just parsed)
-    /// at scale `1/denom` (1, 2, 4 or 8), the whole image or only `region`
-    /// of the scaled image, into `out`, which must hold exactly the
-    /// region's (or the scaled image's) pixels in `format`, rows packed.
+    /// Decodes the JPEG `parsed` holds at scale `1/denom` (1, 2, 4 or 8),
+    /// the whole image or only `region` of the scaled image, into `out`,
+    /// which must hold exactly the region's (or the scaled image's) pixels
+    /// in `format`, rows packed. `parsed` may come from any decompressor.
     ///
     /// A warning that the data ended early is an error (the rest would be
     /// gray); other warnings (extraneous bytes, …) are not.
+    ///
+    /// There is no way to pass other bytes than those parsed: neither raw
+    /// bytes,
+    ///
+    /// ```compile_fail,E0308
+    /// # use ringfeed_jpeg::{Decompressor, PixelFormat};
+    /// # let mut d = Decompressor::new().unwrap();
+    /// let mut out = vec![0; 16 * 16 * 3];
+    /// d.decompress(b"\xFF\xD8\xFF", 1, None, PixelFormat::Rgb, &mut out);
+    /// ```
+    ///
+    /// nor a header paired with other bytes:
+    ///
+    /// ```compile_fail,E0451
+    /// # use ringfeed_jpeg::{Decompressor, Parsed};
+    /// # let mut d = Decompressor::new().unwrap();
+    /// # let small: &[u8] = b"";
+    /// let parsed = d.header(small).unwrap();
+    /// let forged = Parsed { header: parsed.header(), bytes: b"\xFF\xD8\xFF" };
+    /// ```
     pub fn decompress(
         &mut self,
-        jpeg: &[u8],
+        parsed: &Parsed<'_>,
         denom: u32,
         region: Option<Region>,
         format: PixelFormat,
         out: &mut [u8],
     ) -> Result<(), JpegError> {
         let bad = |m: String| Err(JpegError { message: m });
-        let Some(header) = self.last else { return bad("decompress called before header".into()) };
+        let Parsed { header, bytes: jpeg } = *parsed;
         if ![1, 2, 4, 8].contains(&denom) {
             return bad(format!("unsupported scale 1/{denom}"));
         }
@@ -262,7 +311,14 @@ impl Decompressor {
         let r = region.unwrap_or(Region { x: 0, y: 0, width: sw, height: sh });
         let aligned =
             region.is_none() || (header.can_crop() && r.x.is_multiple_of(header.crop_alignment(denom)));
-        if !aligned || r.width == 0 || r.height == 0 || r.x + r.width > sw || r.y + r.height > sh {
+        // In u64: `x + width` must not wrap past the check.
+        let inside = |at: u32, len: u32, dim: u32| u64::from(at) + u64::from(len) <= u64::from(dim);
+        if !aligned
+            || r.width == 0
+            || r.height == 0
+            || !inside(r.x, r.width, sw)
+            || !inside(r.y, r.height, sh)
+        {
             return bad(format!("invalid region {r:?} of a {sw}x{sh} image"));
         }
         let pitch = r.width as usize * format.bytes();
@@ -286,13 +342,22 @@ impl Decompressor {
             None => tj::tjregion { x: 0, y: 0, w: 0, h: 0 },
         };
         // SAFETY: valid handle; the region lies inside the scaled image and
-        // is iMCU-aligned (checked above).
+        // is iMCU-aligned (checked above against `header`, which is
+        // `jpeg`'s: see below).
         if unsafe { tj::tj3SetCroppingRegion(self.handle, crop) } != 0 {
             return Err(self.error());
         }
-        // SAFETY: valid handle; `jpeg` is readable for its length; `out` is
-        // writable for exactly `pitch * height` bytes, which is what
-        // libjpeg-turbo writes for this region, pitch and pixel format.
+        // SAFETY: valid handle; `jpeg` is readable for its length and only
+        // read. libjpeg-turbo parses the header of `jpeg` again and writes
+        // the region (or whole scaled image) of *that* header: `height`
+        // rows `pitch` apart, each `width * format.bytes()` long. `header`
+        // is the one `Decompressor::header` parsed from these same bytes
+        // (a `Parsed` is made nowhere else, and its shared borrow keeps the
+        // bytes unchanged since), and that function refused streams without
+        // a frame header, the one case where libjpeg-turbo would keep a
+        // size from an earlier image; so both parses give the same size,
+        // the region was checked against it, and `out` is exactly `pitch *
+        // height` bytes (checked above): every write lands inside `out`.
         let rc = unsafe {
             tj::tj3Decompress8(
                 self.handle,
@@ -332,11 +397,11 @@ mod tests {
     }
 
     #[test]
-    fn regions_are_validated_before_libjpeg_sees_them() {
+    fn bare_markers_and_tables_only_streams_are_not_images() {
         let mut d = Decompressor::new().unwrap();
-        let mut out = [0u8; 12];
-        let err = d.decompress(b"", 1, None, PixelFormat::Rgb, &mut out).unwrap_err();
-        assert!(err.message.contains("before header"), "{err}");
         assert!(d.header(b"\xFF\xD8\xFF\xD9").is_err());
+        let tables_only = [0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x02, 0xFF, 0xD9];
+        let err = d.header(&tables_only).unwrap_err();
+        assert!(err.message.contains("no frame header"), "{err}");
     }
 }

@@ -20,7 +20,9 @@
 //!   skipped or is replaced ([`ErrorPolicy`]); errors name the file, record
 //!   and offset ([`Error`]).
 //! - **tch** (cargo feature `tch`): batches as libtorch tensors without a
-//!   copy (`Batch::into_tensors`).
+//!   copy (`Batch::into_tensors`) for loaders built with
+//!   `.batch_memory(BatchMemory::Tensor)`; the feature changes nothing for
+//!   other loaders.
 //!
 //! # Example
 //!
@@ -69,7 +71,9 @@ mod sys;
 
 pub use crate::engine::batch::{Batch, Digest};
 pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
-pub use crate::engine::images::{ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images};
+pub use crate::engine::images::{
+    BatchMemory, ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images,
+};
 pub use crate::engine::loader::Loader;
 pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};

@@ -7,10 +7,15 @@ mod common;
 
 use common::images::{dataset, standalone};
 use ringfeed::tch::{Kind, Tensor};
-use ringfeed::{Batch, ErrorPolicy, ImagePipeline, Loader};
+use ringfeed::{Batch, BatchMemory, ErrorPolicy, ImagePipeline, Loader};
 
 fn loader(dir: &std::path::Path, pipeline: Option<ImagePipeline>, policy: ErrorPolicy) -> Loader {
-    let mut b = Loader::builder(dir).batch_size(5).seed(3).cores(2).on_error(policy);
+    let mut b = Loader::builder(dir)
+        .batch_size(5)
+        .seed(3)
+        .cores(2)
+        .on_error(policy)
+        .batch_memory(BatchMemory::Tensor);
     if let Some(p) = pipeline {
         b = b.images(p);
     }
@@ -55,6 +60,30 @@ fn batches_become_tensors_without_copying() {
         }
         assert_eq!(seen, recs.len());
     }
+}
+
+/// The `tch` feature is additive: a loader that does not ask for tensor
+/// memory allocates as it would without the feature (pooled buffers, the
+/// first batch split between the workers), in the same process as one
+/// that does, and both hand out the same tensors.
+#[test]
+fn batch_memory_is_chosen_per_loader() {
+    let (dir, _) = dataset(false);
+    let pipeline = ImagePipeline::val(40, 32).normalized();
+    let pooled = Loader::builder(dir.path()).batch_size(5).seed(3).cores(2).images(pipeline);
+    let mut tensors = loader(dir.path(), Some(pipeline), ErrorPolicy::Fail);
+    for batch in pooled.build().unwrap() {
+        let pooled = batch.unwrap();
+        let tensor = tensors.next().unwrap().unwrap();
+        assert_eq!(pooled.images.as_ref().unwrap().memory(), BatchMemory::Pooled);
+        assert_eq!(tensor.images.as_ref().unwrap().memory(), BatchMemory::Tensor);
+        assert_eq!(pooled.images, tensor.images);
+        let at = pooled.images.as_ref().unwrap().data().as_ptr();
+        let (from_pool, _) = pooled.into_tensors().unwrap();
+        assert_ne!(from_pool.data_ptr().cast::<u8>().cast_const(), at, "pooled memory is copied out");
+        assert_eq!(bytes_of(&from_pool), bytes_of(&tensor.into_tensors().unwrap().0));
+    }
+    assert!(tensors.next().is_none());
 }
 
 #[test]

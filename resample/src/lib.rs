@@ -11,9 +11,10 @@
 //! separate conversion pass. Weights are Pillow's (`precompute_coeffs`),
 //! in 14-bit fixed point with Pillow's rounding after each pass.
 //!
-//! The AVX2 kernels and the portable ones compute the same integers, so
-//! the output is the same on every CPU, bit for bit. All unsafe code (the
-//! AVX2 intrinsics) lives in one module.
+//! The AVX-512 and AVX2 kernels and the portable ones compute the same
+//! integers, so the output is the same on every CPU, bit for bit. All
+//! unsafe code (the SIMD kernels, `unsafe fn`s whose callers assert their
+//! bounds) lives in one module, `x86`.
 //!
 //! ```
 //! use ringfeed_resample::{Image, Resampler, Target};
@@ -89,6 +90,8 @@ pub struct Resampler {
     #[cfg(target_arch = "x86_64")]
     planned: Option<(usize, bool)>,
     allowed: Kernels,
+    /// What the last resample ran: (vertical, horizontal).
+    last: Option<(&'static str, &'static str)>,
 }
 
 impl std::fmt::Debug for Resampler {
@@ -134,6 +137,18 @@ impl Resampler {
         "portable"
     }
 
+    /// The kernels the last [`resample`](Self::resample) ran, as
+    /// `(vertical pass, horizontal pass)`, each `"avx512"`, `"avx2"` or
+    /// `"portable"` (`None` before the first). Which run depends on the
+    /// CPU, on what the resampler [allows](Kernels), on the row length
+    /// (the vertical SIMD kernels need rows of 64 or 32 bytes) and on the
+    /// downscale (AVX-512's horizontal kernel covers up to about 4x). The
+    /// SIMD kernels leave the pixels past their last whole vector to the
+    /// portable code.
+    pub fn last_kernels(&self) -> Option<(&'static str, &'static str)> {
+        self.last
+    }
+
     fn cpu(&self) -> Cpu {
         #[cfg(target_arch = "x86_64")]
         return Cpu {
@@ -157,6 +172,7 @@ impl Resampler {
         mirror: bool,
         target: Target<'_>,
     ) -> Result<(), Error> {
+        self.last = None;
         let (w, h) = (image.width, image.height);
         let stride = w as usize * 3;
         if w == 0 || h == 0 || Some(image.data.len()) != stride.checked_mul(h as usize) {
@@ -187,6 +203,8 @@ impl Resampler {
         if self.between.len() < row_len * oh {
             self.between.resize(row_len * oh, 0);
         }
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut vertical_kernel = "portable";
         for (y, row) in self.between.chunks_exact_mut(row_len).take(oh).enumerate() {
             let row = &mut row[..used];
             let vertical = &self.vertical;
@@ -195,10 +213,13 @@ impl Resampler {
                 if let Some(k) = cpu.avx512
                     && k.vertical_row(image.data, stride, h as usize, vertical, y, from, row)
                 {
+                    vertical_kernel = "avx512";
                     continue;
                 }
-                if let Some(k) = cpu.avx2 {
-                    k.vertical_row(image.data, stride, h as usize, vertical, y, from, &mut self.acc, row);
+                if let Some(k) = cpu.avx2
+                    && k.vertical_row(image.data, stride, h as usize, vertical, y, from, row)
+                {
+                    vertical_kernel = "avx2";
                     continue;
                 }
             }
@@ -224,13 +245,15 @@ impl Resampler {
                 for (y, row) in rows {
                     self.plan512.row(row, first, &self.horizontal, y, &mut planes);
                 }
+                self.last = Some((vertical_kernel, "avx512"));
                 return Ok(());
             }
             if let Some(k) = cpu.avx2 {
                 let plan = k.horizontal_plan(&self.horizontal, first, row_len, &self.pairs);
                 for (y, row) in rows {
-                    plan.row(row, first, &self.horizontal, &self.pairs, y, &mut planes);
+                    plan.row(row, y, &mut planes);
                 }
+                self.last = Some((vertical_kernel, "avx2"));
                 return Ok(());
             }
         }
@@ -239,6 +262,7 @@ impl Resampler {
         for (y, row) in rows {
             scalar::horizontal_pixels(row, first, &self.horizontal, 0..ow, y, &mut planes);
         }
+        self.last = Some((vertical_kernel, "portable"));
         Ok(())
     }
 }

@@ -1,9 +1,55 @@
 //! Every kernel computes the same bytes as the portable one, and the
 //! portable one computes what an exact (f64) two-pass bilinear resize with
 //! Pillow's weights computes, to within rounding.
+//!
+//! The SIMD tests say which kernels ran (`cargo test -- --nocapture`), and
+//! assert that they are the ones the CPU supports; on a CPU without them
+//! they print "skipped: no avx512" / "skipped: no avx2" and return, rather
+//! than comparing the portable kernels with themselves.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 use ringfeed_resample::{Error, Image, Kernels, Resampler, Target};
+
+/// Whether the CPU has exactly what the AVX-512 kernels enable (F, BW,
+/// VBMI, VNNI).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vbmi")
+        && std::is_x86_feature_detected!("avx512vnni");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether the CPU has what the AVX2 kernels enable.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The SIMD kernels `kernels` selects and their name, or `None` (after
+/// printing "skipped: ...") when this CPU cannot run them.
+fn simd(kernels: Kernels) -> Option<&'static str> {
+    let (name, present) = match kernels {
+        Kernels::Fastest => ("avx512", has_avx512()),
+        Kernels::Avx2 => ("avx2", has_avx2()),
+        _ => unreachable!("portable kernels are not SIMD"),
+    };
+    if !present {
+        println!("skipped: no {name}");
+        return None;
+    }
+    assert_eq!(Resampler::with_kernels(kernels).kernels(), name, "{kernels:?} on a CPU with {name}");
+    println!("{kernels:?}: {name} kernels selected");
+    Some(name)
+}
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -52,9 +98,16 @@ impl Case<'_> {
     }
 
     fn bytes(&self, kernels: Kernels) -> Vec<u8> {
+        self.bytes_with(kernels).0
+    }
+
+    /// The bytes, and which kernels made them.
+    fn bytes_with(&self, kernels: Kernels) -> (Vec<u8>, (&'static str, &'static str)) {
         let mut dst = vec![0u8; self.values()];
-        self.resample_into(kernels, Target::U8(&mut dst));
-        dst
+        let image = Image { data: self.img, width: self.w, height: self.h };
+        let mut r = Resampler::with_kernels(kernels);
+        r.resample(image, self.crop, self.out, self.mirror, Target::U8(&mut dst)).unwrap();
+        (dst, r.last_kernels().unwrap())
     }
 
     fn floats(&self, kernels: Kernels) -> Vec<f32> {
@@ -66,36 +119,115 @@ impl Case<'_> {
 
 const AFFINE: [(f32, f32); 3] = [(0.017_124, -2.117_9), (0.017_507, -2.035_7), (0.017_429, -1.804_4)];
 
+/// One random geometry: image size and seed, crop box fractions, output
+/// size, mirroring.
+type Geometry = (u32, u32, u64, f64, f64, f64, f64, u32, u32, bool);
+
+fn geometry() -> impl Strategy<Value = Geometry> {
+    (
+        1u32..520,
+        1u32..400,
+        any::<u64>(),
+        0.0f64..1.0,
+        0.0f64..1.0,
+        0.01f64..1.2,
+        0.01f64..1.2,
+        1u32..260,
+        1u32..260,
+        any::<bool>(),
+    )
+}
+
+fn crop_of((w, h, _, fl, ft, fw, fh, ..): Geometry) -> [f64; 4] {
+    [fl * f64::from(w) - 2.0, ft * f64::from(h) - 1.0, fw * f64::from(w), fh * f64::from(h)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn all_kernels_agree_bit_for_bit(
-        w in 1u32..520, h in 1u32..400, seed in any::<u64>(),
-        fl in 0.0f64..1.0, ft in 0.0f64..1.0, fw in 0.01f64..1.2, fh in 0.01f64..1.2,
-        ow in 1u32..260, oh in 1u32..260, mirror in any::<bool>(),
-    ) {
+    fn portable_floats_are_the_affine_map_of_the_bytes(g in geometry()) {
+        let (w, h, seed, .., ow, oh, mirror) = g;
         let img = picture(w, h, seed);
-        let crop = [fl * f64::from(w) - 2.0, ft * f64::from(h) - 1.0, fw * f64::from(w), fh * f64::from(h)];
-        let portable = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Portable);
-        prop_assert_eq!(&Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Avx2), &portable);
-        prop_assert_eq!(&Case { img: &img, w, h, crop, out: (ow, oh), mirror }.bytes(Kernels::Fastest), &portable);
-        let floats = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.floats(Kernels::Portable);
+        let case = Case { img: &img, w, h, crop: crop_of(g), out: (ow, oh), mirror };
+        let portable = case.bytes(Kernels::Portable);
+        let floats = case.floats(Kernels::Portable);
         for (i, (&f, &b)) in floats.iter().zip(&portable).enumerate() {
             let (a, c) = AFFINE[i / (ow * oh) as usize];
             prop_assert_eq!(f.to_bits(), (f32::from(b) * a + c).to_bits());
         }
-        for k in [Kernels::Avx2, Kernels::Fastest] {
-            let other = Case { img: &img, w, h, crop, out: (ow, oh), mirror }.floats(k);
-            prop_assert!(other.iter().zip(&floats).all(|(a, b)| a.to_bits() == b.to_bits()));
-        }
     }
 }
 
-/// The typical training shapes (224 output from crops 0.5x to 2.7x of it)
-/// on every kernel, including the widths that leave ragged row ends.
+/// `kernels` computes the portable kernels' bytes and floats on random
+/// geometry; prints which kernels ran how often, and asserts the SIMD
+/// ones (`name`) ran both passes.
+fn agree_bit_for_bit(kernels: Kernels, name: &str) {
+    let ran = RefCell::new(BTreeMap::new());
+    let mut runner = TestRunner::new(Config { cases: 300, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&geometry(), |g| {
+            let (w, h, seed, .., ow, oh, mirror) = g;
+            let img = picture(w, h, seed);
+            let case = Case { img: &img, w, h, crop: crop_of(g), out: (ow, oh), mirror };
+            let (bytes, used) = case.bytes_with(kernels);
+            *ran.borrow_mut().entry(used).or_insert(0) += 1;
+            prop_assert_eq!(&bytes, &case.bytes(Kernels::Portable));
+            let floats = case.floats(Kernels::Portable);
+            let other = case.floats(kernels);
+            prop_assert!(other.iter().zip(&floats).all(|(a, b)| a.to_bits() == b.to_bits()));
+            Ok(())
+        })
+        .unwrap();
+    let ran = ran.into_inner();
+    println!("{kernels:?}: (vertical, horizontal) kernels run per case: {ran:?}");
+    assert!(ran.keys().any(|&(v, _)| v == name), "the {name} vertical kernel never ran");
+    assert!(ran.keys().any(|&(_, h)| h == name), "the {name} horizontal kernel never ran");
+}
+
 #[test]
-fn typical_crops_agree() {
+fn avx512_kernels_agree_bit_for_bit() {
+    if let Some(name) = simd(Kernels::Fastest) {
+        agree_bit_for_bit(Kernels::Fastest, name);
+    }
+}
+
+#[test]
+fn avx2_kernels_agree_bit_for_bit() {
+    if let Some(name) = simd(Kernels::Avx2) {
+        agree_bit_for_bit(Kernels::Avx2, name);
+    }
+}
+
+#[test]
+fn kernel_selection_follows_the_cpu() {
+    let fastest = if has_avx512() {
+        "avx512"
+    } else if has_avx2() {
+        "avx2"
+    } else {
+        "portable"
+    };
+    println!("this CPU: avx512 (f, bw, vbmi, vnni) {}, avx2 {}", has_avx512(), has_avx2());
+    assert_eq!(Resampler::new().kernels(), fastest);
+    assert_eq!(
+        Resampler::with_kernels(Kernels::Avx2).kernels(),
+        if has_avx2() { "avx2" } else { "portable" }
+    );
+    assert_eq!(Resampler::with_kernels(Kernels::Portable).kernels(), "portable");
+    let mut r = Resampler::with_kernels(Kernels::Portable);
+    assert_eq!(r.last_kernels(), None);
+    let img = picture(64, 64, 1);
+    let mut out = vec![0u8; 3 * 32 * 32];
+    let image = Image { data: &img, width: 64, height: 64 };
+    r.resample(image, [0.0, 0.0, 64.0, 64.0], (32, 32), false, Target::U8(&mut out)).unwrap();
+    assert_eq!(r.last_kernels(), Some(("portable", "portable")));
+}
+
+/// The typical training shapes (224 output from crops 0.5x to 2.7x of it)
+/// on `kernels`, including the widths that leave ragged row ends: all run
+/// on the `name` kernels, both passes.
+fn typical_crops_agree(kernels: Kernels, name: &str) {
     // 493 wide: a 2.2x downscale, five-tap windows.
     for (w, h, out) in
         [(300, 250, 224), (448, 400, 224), (493, 300, 224), (150, 120, 224), (605, 330, 224), (257, 999, 231)]
@@ -103,18 +235,26 @@ fn typical_crops_agree() {
         let img = picture(w, h, u64::from(w));
         for mirror in [false, true] {
             let crop = [1.5, 2.25, f64::from(w) - 3.0, f64::from(h) - 4.5];
-            let portable = Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Portable);
-            assert_eq!(
-                Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Fastest),
-                portable,
-                "{w}x{h}"
-            );
-            assert_eq!(
-                Case { img: &img, w, h, crop, out: (out, out), mirror }.bytes(Kernels::Avx2),
-                portable,
-                "{w}x{h}"
-            );
+            let case = Case { img: &img, w, h, crop, out: (out, out), mirror };
+            let (bytes, used) = case.bytes_with(kernels);
+            assert_eq!(used, (name, name), "{w}x{h}");
+            assert_eq!(bytes, case.bytes(Kernels::Portable), "{w}x{h}");
         }
+    }
+    println!("{kernels:?}: {name} kernels ran every typical crop");
+}
+
+#[test]
+fn typical_crops_agree_avx512() {
+    if let Some(name) = simd(Kernels::Fastest) {
+        typical_crops_agree(Kernels::Fastest, name);
+    }
+}
+
+#[test]
+fn typical_crops_agree_avx2() {
+    if let Some(name) = simd(Kernels::Avx2) {
+        typical_crops_agree(Kernels::Avx2, name);
     }
 }
 
@@ -218,9 +358,9 @@ fn bad_buffers_and_boxes_are_errors() {
 }
 
 /// One resampler reused across images keeps per-geometry layouts; they
-/// must follow every change of size, box, output or mirroring.
-#[test]
-fn a_reused_resampler_matches_fresh_ones() {
+/// must follow every change of size, box, output or mirroring (on the
+/// `name` kernels).
+fn a_reused_resampler_matches_fresh_ones(kernels: Kernels, name: &str) {
     let shapes = [
         (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), false),
         (300, 250, [1.5, 2.0, 290.0, 240.0], (224, 224), false),
@@ -234,18 +374,36 @@ fn a_reused_resampler_matches_fresh_ones() {
         (120, 90, [0.0, 0.0, 120.0, 90.0], (224, 224), false),
         (120, 90, [0.0, 0.0, 120.0, 90.0], (224, 224), false),
     ];
-    for kernels in [Kernels::Fastest, Kernels::Avx2, Kernels::Portable] {
-        let mut reused = Resampler::with_kernels(kernels);
-        for (i, &(w, h, crop, out, mirror)) in shapes.iter().enumerate() {
-            let img = picture(w, h, i as u64 % 3);
-            let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
-            let image = Image { data: &img, width: w, height: h };
-            reused.resample(image, crop, out, mirror, Target::U8(&mut dst)).unwrap();
-            assert_eq!(
-                dst,
-                Case { img: &img, w, h, crop, out, mirror }.bytes(Kernels::Portable),
-                "{kernels:?}, step {i}"
-            );
-        }
+    let mut reused = Resampler::with_kernels(kernels);
+    for (i, &(w, h, crop, out, mirror)) in shapes.iter().enumerate() {
+        let img = picture(w, h, i as u64 % 3);
+        let mut dst = vec![0u8; 3 * (out.0 * out.1) as usize];
+        let image = Image { data: &img, width: w, height: h };
+        reused.resample(image, crop, out, mirror, Target::U8(&mut dst)).unwrap();
+        assert_eq!(dst, Case { img: &img, w, h, crop, out, mirror }.bytes(Kernels::Portable), "step {i}");
+        // A downscale too wide for the AVX-512 horizontal kernel falls
+        // back to AVX2.
+        let horizontal = if name == "avx512" && i == 5 { "avx2" } else { name };
+        assert_eq!(reused.last_kernels(), Some((name, horizontal)), "step {i}");
     }
+    println!("{kernels:?}: {name} kernels ran every step");
+}
+
+#[test]
+fn a_reused_resampler_matches_fresh_ones_avx512() {
+    if let Some(name) = simd(Kernels::Fastest) {
+        a_reused_resampler_matches_fresh_ones(Kernels::Fastest, name);
+    }
+}
+
+#[test]
+fn a_reused_resampler_matches_fresh_ones_avx2() {
+    if let Some(name) = simd(Kernels::Avx2) {
+        a_reused_resampler_matches_fresh_ones(Kernels::Avx2, name);
+    }
+}
+
+#[test]
+fn a_reused_resampler_matches_fresh_ones_portable() {
+    a_reused_resampler_matches_fresh_ones(Kernels::Portable, "portable");
 }

@@ -26,9 +26,10 @@ fn main() {
     type Case<'a> = (&'a str, Box<dyn FnMut(&[u8]) + 'a>);
     let mut cases: Vec<Case> = vec![
         ("libjpeg-turbo 3 (ringfeed-jpeg), full", Box::new(|f: &[u8]| {
-            let h = tj.header(f).expect("header");
+            let parsed = tj.header(f).expect("header");
+            let h = parsed.header();
             buf.resize(h.width as usize * h.height as usize * 3, 0);
-            tj.decompress(f, 1, None, ringfeed_jpeg::PixelFormat::Rgb, &mut buf).expect("decode");
+            tj.decompress(&parsed, 1, None, ringfeed_jpeg::PixelFormat::Rgb, &mut buf).expect("decode");
         })),
         ("zune-jpeg 0.5, full", Box::new(|f: &[u8]| {
             let mut d = zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(f));

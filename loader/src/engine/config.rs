@@ -57,6 +57,7 @@ pub struct LoaderBuilder {
     pub(crate) max_gap: u64,
     pub(crate) resume: Option<LoaderState>,
     pub(crate) images: Option<super::images::ImagePipeline>,
+    pub(crate) batch_memory: super::images::BatchMemory,
     pub(crate) sample_transform: Option<super::transform::SampleTransform>,
 }
 
@@ -82,6 +83,7 @@ impl LoaderBuilder {
             max_gap: 32 << 10,
             resume: None,
             images: None,
+            batch_memory: super::images::BatchMemory::Pooled,
             sample_transform: None,
         }
     }
@@ -120,15 +122,23 @@ impl LoaderBuilder {
         self
     }
 
-    /// Worker cores (one pinned glommio executor each). Default: the CPUs
-    /// this process may run on.
+    /// Worker cores (one glommio executor each, pinned to a CPU of its
+    /// own while there are enough). Default: as many as this process's
+    /// share of CPUs: its affinity mask (`sched_getaffinity`, so `taskset`
+    /// and cgroup cpusets are honoured), split under torchrun into
+    /// `LOCAL_WORLD_SIZE` contiguous parts of which the loader takes part
+    /// `LOCAL_RANK`, so the processes on a node get disjoint cores. More
+    /// cores than the share has are fenced to the share, not pinned.
+    /// [`Loader::worker_cpus`](crate::Loader::worker_cpus) tells where the
+    /// workers run.
     pub fn cores(mut self, n: usize) -> Self {
         self.cores = Some(n);
         self
     }
 
-    /// CPUs to pin the workers to, one each; sets the number of cores.
-    /// Default: CPUs 0, 1, ... for as many cores as configured.
+    /// CPUs to pin the workers to, one each; sets the number of cores and
+    /// overrides the choice described at [`cores`](Self::cores). Default:
+    /// none (that choice).
     pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
         self.cpus = Some(cpus);
         self
@@ -143,8 +153,10 @@ impl LoaderBuilder {
     /// Batches ahead of the consumer, across all workers, counting those
     /// still being read; with the batch size this bounds the loader's
     /// memory. Two units are being read at any time (a unit is one batch,
-    /// or a window's worth in block mode) and each core queues at least
-    /// one batch, so that is the smallest effective depth.
+    /// or a window's worth in block mode), plus one per core when images
+    /// are decoded (its reads overlap the decoding of the unit before),
+    /// and each core queues at least one batch, so that is the smallest
+    /// effective depth.
     /// Default: 8.
     pub fn prefetch(mut self, batches: usize) -> Self {
         self.prefetch = batches;
@@ -199,6 +211,16 @@ impl LoaderBuilder {
         self
     }
 
+    /// Where the workers decode each batch's images: the loader's recycled
+    /// buffers, or (feature `tch`) a libtorch tensor per batch that
+    /// [`Batch::into_tensors`](crate::Batch::into_tensors) hands over
+    /// without a copy. Only this loader is affected. Default:
+    /// [`BatchMemory::Pooled`](super::images::BatchMemory::Pooled).
+    pub fn batch_memory(mut self, memory: super::images::BatchMemory) -> Self {
+        self.batch_memory = memory;
+        self
+    }
+
     /// Runs `transform` on every decoded sample, in place, on the worker
     /// core that decoded it (after the [`images`](Self::images) pipeline,
     /// which it needs). Use it for augmentations of your own: it gets the
@@ -241,7 +263,30 @@ impl LoaderBuilder {
         self
     }
 
-    /// Opens the dataset, starts the workers and returns the loader.
+    /// Like [`build`](Self::build), on a thread of its own, so that an
+    /// async runtime's worker thread is not blocked while the dataset is
+    /// opened and the worker threads start (a few ms, more on a cold or
+    /// remote filesystem). Runtime-agnostic: the returned future only
+    /// waits on a channel. Drop the loader with
+    /// [`Loader::close`](crate::Loader::close) for the same reason.
+    pub fn build_async(self) -> impl std::future::Future<Output = Result<Loader>> + Send + 'static {
+        let (tx, rx) = flume::bounded(1);
+        let spawned = std::thread::Builder::new().name("ringfeed-build".into()).spawn(move || {
+            // A receiver that went away drops the loader here, which
+            // stops its workers.
+            let _ = tx.send(self.build());
+        });
+        async move {
+            spawned
+                .map_err(|e| Error::Shutdown(format!("cannot start a thread to build the loader: {e}")))?;
+            rx.recv_async().await.map_err(|_| {
+                Error::Shutdown("the thread building the loader ended without a result".into())
+            })?
+        }
+    }
+
+    /// Opens the dataset, starts the workers and returns the loader. Blocks
+    /// the calling thread meanwhile; see [`build_async`](Self::build_async).
     pub fn build(mut self) -> Result<Loader> {
         if let Some(st) = self.resume {
             self.seed = st.seed;

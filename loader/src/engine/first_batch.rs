@@ -6,12 +6,12 @@
 //! every start and resume, so that batch is split instead: each worker
 //! decodes a contiguous share of its positions (reading those records
 //! itself, synchronously; they are few) and sends the pixels to the worker
-//! that owns the batch. Without the `tch` feature the batch is one
+//! that owns the batch. With pooled batch memory the batch is one
 //! allocation made before the workers start and split into each worker's
 //! region, so the shares are joined back without copying (copying 19 MB of
 //! f32 pixels and faulting in its pages cost 13-18 ms of the ~110 ms to the
-//! first batch); with `tch` the batch is a tensor only its owner writes,
-//! and the shares are copied in. Later batches are unaffected. The pixels
+//! first batch); with tensor batch memory the batch is a tensor only its
+//! owner writes, and the shares are copied in. Later batches are unaffected. The pixels
 //! are the same whoever decodes them: each sample's randomness comes from
 //! (seed, epoch, index).
 
@@ -34,6 +34,9 @@ pub(crate) struct Part {
     samples: Samples,
     /// Positions whose records were undecodable and are skipped.
     skipped: Vec<usize>,
+    /// Positions whose records this worker could not read: their slots
+    /// are unwritten, and the owner decodes them from its own read.
+    unread: Vec<usize>,
 }
 
 /// Where a share's samples were decoded.
@@ -106,12 +109,14 @@ pub(crate) fn share_of(n: usize, cores: usize, id: usize) -> Range<usize> {
 impl Parts {
     /// Waits for every helper's share and puts it into `images` (slots of
     /// `slot` bytes): joined to it when both are regions of one allocation,
-    /// else copied; adds their skipped positions to `skipped`.
+    /// else copied; adds their skipped positions to `skipped` and the
+    /// positions they could not read to `unread`.
     pub(crate) async fn collect(
         self,
         images: &mut ImageBuf,
         slot: usize,
         skipped: &mut Vec<usize>,
+        unread: &mut Vec<usize>,
     ) -> Result<()> {
         let mut parts = Vec::with_capacity(self.helpers);
         for _ in 0..self.helpers {
@@ -121,10 +126,10 @@ impl Parts {
         }
         // Regions join only in order.
         parts.sort_by_key(|p| p.start);
-        for Part { start, samples, skipped: theirs } in parts {
+        for Part { start, samples, skipped: theirs, unread: not_read } in parts {
+            unread.extend(not_read);
             let at = start * slot;
             match (&mut *images, samples) {
-                #[cfg(not(feature = "tch"))]
                 (ImageBuf::Shared(whole), Samples::Region(region)) if whole.len() == at => {
                     // O(1): the region starts where `whole` ends, in the
                     // same allocation.
@@ -135,7 +140,6 @@ impl Parts {
                     // A region that could not be joined (the split and
                     // the shares disagreed) is copied: the owner's region
                     // grows to hold it.
-                    #[cfg(not(feature = "tch"))]
                     if let ImageBuf::Shared(whole) = images
                         && whole.len() < at + bytes.len()
                     {
@@ -166,10 +170,19 @@ fn first_batch(s: &WorkerSpec, unit: Unit) -> Result<(Vec<u64>, Range<usize>)> {
     Ok((indices, share))
 }
 
+/// What decoding a share left to others: positions skipped as
+/// undecodable, and positions whose records could not be read here.
+#[derive(Debug, Default)]
+pub(crate) struct Leftovers {
+    pub(crate) skipped: Vec<usize>,
+    pub(crate) unread: Vec<usize>,
+}
+
 /// Decodes the records at positions `share` of `indices` into `dst` (their
-/// slots back to back), reading them synchronously. Records that cannot be
-/// read are left to the owner, which reads the whole batch and applies the
-/// error policy to them. Returns the positions skipped as undecodable.
+/// slots back to back), reading them synchronously. A record that cannot
+/// be read here leaves its slot unwritten and is listed as unread: the
+/// owner reads the whole batch anyway, and decodes it from that read or
+/// applies the error policy to it if that read fails too.
 async fn decode_share(
     s: &WorkerSpec,
     pipe: &std::cell::RefCell<ringfeed_decode::Pipeline>,
@@ -177,20 +190,32 @@ async fn decode_share(
     indices: &[u64],
     share: Range<usize>,
     dst: &mut [u8],
-) -> Result<Vec<usize>> {
+) -> Result<Leftovers> {
     let slot = slot_bytes(&pipe.borrow());
-    let mut skipped = Vec::new();
+    let mut left = Leftovers::default();
     for (k, pos) in share.enumerate() {
         if super::worker::stopping(s) {
             return Err(Error::Shutdown("the loader was dropped".into()));
         }
-        let Ok(record) = s.dataset.record(indices[pos]) else { continue };
+        let Ok(record) = read_record(s, indices[pos]) else {
+            left.unread.push(pos);
+            continue;
+        };
         if !decode_one(s, pipe, epoch, indices[pos], &record.payload, &mut dst[k * slot..(k + 1) * slot])? {
-            skipped.push(pos);
+            left.skipped.push(pos);
         }
         glommio::yield_if_needed().await;
     }
-    Ok(skipped)
+    Ok(left)
+}
+
+/// A record of a first-batch share, read synchronously.
+fn read_record(s: &WorkerSpec, index: u64) -> Result<crate::pack::reader::Record> {
+    #[cfg(test)]
+    if tests::unreadable(s.dataset.dir(), index) {
+        return Err(Error::Shutdown(format!("record {index} made unreadable by a test")));
+    }
+    s.dataset.record(index)
 }
 
 /// Decodes this worker's share of `unit`'s first batch and sends it to the
@@ -211,8 +236,8 @@ pub(crate) async fn help(
                 Error::Shutdown(format!("cannot map a {len}-byte buffer for the first batch: {e}"))
             })?),
         };
-        let skipped = decode_share(s, pipe, unit.epoch, &indices, share.clone(), samples.bytes_mut()).await?;
-        Ok(Part { start: share.start, samples, skipped })
+        let left = decode_share(s, pipe, unit.epoch, &indices, share.clone(), samples.bytes_mut()).await?;
+        Ok(Part { start: share.start, samples, skipped: left.skipped, unread: left.unread })
     }
     .await;
     // The owner may be gone (the loader was dropped); nothing to do then.
@@ -225,8 +250,8 @@ pub(crate) async fn help(
 #[derive(Debug)]
 pub(crate) struct Started {
     pub(crate) images: ImageBuf,
-    /// Positions of the owner's share skipped as undecodable.
-    pub(crate) skipped: Vec<usize>,
+    /// What the owner's own share left: undecodable and unread positions.
+    pub(crate) left: Leftovers,
     pub(crate) parts: Parts,
 }
 
@@ -245,13 +270,84 @@ pub(crate) async fn start(
     let mut images = match parts.region.take() {
         // The owner's region is the front of the batch: the helpers'
         // regions join behind it.
-        #[cfg(not(feature = "tch"))]
         Some(region) if share.start == 0 && region.len() == share.len() * slot => ImageBuf::Shared(region),
         // Small pages: huge ones cost this batch more at first touch than
         // they save (measured: 180 vs 148 ms median to the first batch).
         _ => ImageBuf::new(s, [indices.len(), 3, side, side], dtype, false)?,
     };
     let dst = &mut images.bytes_mut()[share.start * slot..share.end * slot];
-    let skipped = decode_share(s, pipe, unit.epoch, &indices, share, dst).await?;
-    Ok(Started { images, skipped, parts })
+    let left = decode_share(s, pipe, unit.epoch, &indices, share, dst).await?;
+    Ok(Started { images, left, parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use crate::{DdpConfig, ErrorPolicy, ImagePipeline, Loader, PackWriter, Payload, Schema};
+
+    /// Records whose synchronous first-batch read fails, by dataset.
+    static UNREADABLE: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+    pub(super) fn unreadable(dir: &Path, index: u64) -> bool {
+        UNREADABLE.lock().unwrap().iter().any(|(d, i)| d == dir && *i == index)
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../decode/tests/fixtures");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    /// Every slot of the first batch is written even when a worker cannot
+    /// read a record of its share that the owner's read gets: once in the
+    /// owner's share (position 0) and once in the helper's (position 3).
+    #[test]
+    fn records_a_share_could_not_read_are_decoded_by_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["rgb.jpg", "progressive.jpg", "gray.jpg", "rgb.png", "cmyk.jpg"];
+        let recs: Vec<Vec<u8>> = (0..10).map(|i| fixture(names[i % names.len()])).collect();
+        let schema = Schema { payload: Payload::Image, labels: true, keys: false };
+        let mut w = PackWriter::builder(dir.path()).schema(schema).build().unwrap();
+        for r in &recs {
+            w.push(r, 0, None).unwrap();
+        }
+        w.finish().unwrap();
+        let pipeline = ImagePipeline::train(24);
+        let build = |policy| {
+            Loader::builder(dir.path())
+                .batch_size(5)
+                .seed(3)
+                .cores(2)
+                .on_error(policy)
+                .images(pipeline)
+                .ddp(DdpConfig::default())
+                .build()
+                .unwrap()
+        };
+        let first = build(ErrorPolicy::Fail).next().unwrap().unwrap();
+        let canonical = crate::Dataset::open(dir.path()).unwrap().dir().to_path_buf();
+        for pos in [0, 3] {
+            UNREADABLE.lock().unwrap().push((canonical.clone(), first.indices[pos]));
+        }
+        for policy in [ErrorPolicy::Fail, ErrorPolicy::Skip, ErrorPolicy::Replace] {
+            let batch = build(policy).next().unwrap().unwrap();
+            assert_eq!(batch.indices, first.indices, "{policy:?}");
+            assert!(batch.skipped.is_empty() && batch.replaced.is_empty(), "{policy:?}");
+            let images = batch.images.as_ref().unwrap();
+            let slot = images.data().len() / batch.len();
+            for (pos, &index) in batch.indices.iter().enumerate() {
+                let mut p = pipeline.build().unwrap();
+                let mut want = vec![0u8; p.output_len()];
+                let mut rng = crate::sample_rng(3, 0, index);
+                p.run(&recs[index as usize], &mut rng, ringfeed_decode::OutputMut::U8(&mut want)).unwrap();
+                assert_eq!(
+                    &images.data()[pos * slot..(pos + 1) * slot],
+                    &want[..],
+                    "{policy:?} position {pos}"
+                );
+            }
+        }
+        UNREADABLE.lock().unwrap().clear();
+    }
 }

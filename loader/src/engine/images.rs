@@ -70,6 +70,24 @@ impl ImagePipeline {
     }
 }
 
+/// Where a loader's workers decode each batch's images: chosen per loader,
+/// at run time, so enabling the `tch` feature somewhere in a program does
+/// not change how any other loader allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BatchMemory {
+    /// Buffers of the loader's own pool, recycled once the consumer drops a
+    /// batch (page faults stop after the first batches).
+    #[default]
+    Pooled,
+    /// A fresh libtorch tensor per batch (pinned host memory when CUDA is
+    /// available, the process's `LOCAL_RANK` device), which
+    /// [`Batch::into_tensors`](crate::Batch::into_tensors) hands over
+    /// without copying. Needs the `tch` feature.
+    #[cfg(feature = "tch")]
+    Tensor,
+}
+
 /// Element type of [`Images`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageDtype {
@@ -82,9 +100,9 @@ pub enum ImageDtype {
 /// A batch of decoded images: `[B, C, H, W]`, contiguous, row-major,
 /// native-endian.
 ///
-/// With the `tch` feature the values live in a libtorch tensor from the
-/// start (workers decode straight into it) and `Batch::into_tensors` hands
-/// that tensor over without copying.
+/// With [`BatchMemory::Tensor`] (feature `tch`) the values live in a
+/// libtorch tensor from the start (workers decode straight into it) and
+/// `Batch::into_tensors` hands that tensor over without copying.
 #[derive(Debug)]
 pub struct Images {
     shape: [usize; 4],
@@ -111,6 +129,16 @@ impl Images {
     /// Element type.
     pub fn dtype(&self) -> ImageDtype {
         self.dtype
+    }
+
+    /// Where the values live: [`BatchMemory::Pooled`] (also for a clone of
+    /// tensor-backed images) or `BatchMemory::Tensor`.
+    pub fn memory(&self) -> BatchMemory {
+        match &self.storage {
+            Storage::Bytes(_) => BatchMemory::Pooled,
+            #[cfg(feature = "tch")]
+            Storage::Tensor(_) => BatchMemory::Tensor,
+        }
     }
 
     /// The values' bytes, `B * C * H * W * element size` of them.
@@ -152,50 +180,46 @@ impl Eq for Images {}
 /// The memory a worker decodes a batch's images into.
 #[derive(Debug)]
 pub(crate) enum ImageBuf {
-    #[cfg(not(feature = "tch"))]
     Pool(super::pool::BatchBuf),
     /// The run's first batch: one allocation whose regions the workers
     /// decode their shares into, joined back without copying.
-    #[cfg(not(feature = "tch"))]
     Shared(bytes::BytesMut),
     #[cfg(feature = "tch")]
     Tensor(crate::sys::tensor::TensorSlab),
 }
 
 impl ImageBuf {
-    /// Memory for `shape` values of `dtype`: a libtorch tensor with the
-    /// `tch` feature (on transparent huge pages if `huge_pages`), else a
-    /// pooled buffer (reused, so page faults stop after the first batches).
+    /// Memory for `shape` values of `dtype`, as the loader's
+    /// [`BatchMemory`] says: a pooled buffer (reused, so page faults stop
+    /// after the first batches), or a libtorch tensor (on transparent huge
+    /// pages if `huge_pages`).
     pub(crate) fn new(
         s: &super::worker::WorkerSpec,
         shape: [usize; 4],
         dtype: ImageDtype,
         huge_pages: bool,
     ) -> crate::Result<Self> {
-        #[cfg(feature = "tch")]
-        {
-            let _ = s;
-            let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
-            crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages)
-                .map(ImageBuf::Tensor)
-                .map_err(crate::Error::Shutdown)
-        }
-        #[cfg(not(feature = "tch"))]
-        {
-            let _ = huge_pages;
-            let total = shape.iter().product::<usize>() * if dtype == ImageDtype::U8 { 1 } else { 4 };
-            s.pool
-                .take(total)
-                .map(ImageBuf::Pool)
-                .map_err(|e| crate::Error::Shutdown(format!("cannot map a {total}-byte image buffer: {e}")))
+        match s.batch_memory {
+            #[cfg(feature = "tch")]
+            BatchMemory::Tensor => {
+                let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
+                crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages)
+                    .map(ImageBuf::Tensor)
+                    .map_err(crate::Error::Shutdown)
+            }
+            BatchMemory::Pooled => {
+                let _ = huge_pages;
+                let total = shape.iter().product::<usize>() * if dtype == ImageDtype::U8 { 1 } else { 4 };
+                s.pool.take(total).map(ImageBuf::Pool).map_err(|e| {
+                    crate::Error::Shutdown(format!("cannot map a {total}-byte image buffer: {e}"))
+                })
+            }
         }
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
-            #[cfg(not(feature = "tch"))]
             ImageBuf::Pool(b) => b,
-            #[cfg(not(feature = "tch"))]
             ImageBuf::Shared(b) => b,
             #[cfg(feature = "tch")]
             ImageBuf::Tensor(t) => t.bytes_mut(),
@@ -220,19 +244,28 @@ pub(crate) async fn decode_pending(
     let slot_bytes = slot_bytes(&pipe.borrow());
     let (side, dtype) = spec_shape(s)?;
     let n = p.indices.len();
+    // Positions this worker decodes now: all of them, or for the first
+    // batch only those no share could read synchronously.
     let (mut images, mine) = match started {
         Some(mut st) => {
-            for pos in st.skipped {
+            for pos in st.left.skipped {
                 if !p.bad.contains(&pos) {
                     p.bad.push(pos);
                 }
             }
-            st.parts.collect(&mut st.images, slot_bytes, &mut p.bad).await?;
-            (st.images, 0..0)
+            let mut unread = st.left.unread;
+            st.parts.collect(&mut st.images, slot_bytes, &mut p.bad, &mut unread).await?;
+            unread.sort_unstable();
+            (st.images, unread)
         }
-        None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, 0..n),
+        None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, (0..n).collect()),
     };
-    debug_assert_eq!(images.bytes_mut().len(), slot_bytes * n);
+    if images.bytes_mut().len() != slot_bytes * n {
+        return Err(crate::Error::Shutdown(format!(
+            "an image buffer of {} bytes for {n} samples of {slot_bytes}",
+            images.bytes_mut().len()
+        )));
+    }
     for i in mine {
         if super::worker::stopping(s) {
             return Err(crate::Error::Shutdown("the loader was dropped".into()));
@@ -370,9 +403,7 @@ pub(crate) fn finish_images(
         kept += 1;
     }
     let storage = match buf {
-        #[cfg(not(feature = "tch"))]
         ImageBuf::Pool(b) => Storage::Bytes(s.pool.freeze(b).slice(..kept * slot)),
-        #[cfg(not(feature = "tch"))]
         ImageBuf::Shared(b) => Storage::Bytes(b.freeze().slice(..kept * slot)),
         #[cfg(feature = "tch")]
         ImageBuf::Tensor(mut t) => {

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::{CpuSet, ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use super::batch::Batch;
 use super::config::LoaderBuilder;
@@ -30,7 +31,12 @@ use crate::pack::reader::Dataset;
 /// from any async runtime. Batch `b` of epoch `e` holds the same records
 /// whatever the number of cores.
 ///
-/// Dropping the loader stops and joins every worker.
+/// Dropping the loader stops and joins every worker, which blocks the
+/// dropping thread until they finish what they are reading (and the image
+/// they are decoding); [`LoaderBuilder::build`] blocks while it opens the
+/// dataset and starts the worker threads. Async callers use
+/// [`LoaderBuilder::build_async`] and [`close`](Loader::close), which do
+/// both on threads of their own.
 ///
 /// ```no_run
 /// # fn main() -> ringfeed::Result<()> {
@@ -59,6 +65,8 @@ pub struct Loader {
     io_mode: IoMode,
     started: Instant,
     first_batch: Option<std::time::Duration>,
+    /// The CPUs each worker found itself allowed on, once it started.
+    placed: Arc<Vec<OnceLock<Vec<usize>>>>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -97,16 +105,9 @@ impl Loader {
                 cfg.dataset.display()
             )));
         }
-        let cpus: Vec<Option<usize>> = match (&cfg.cpus, cfg.cores) {
-            (Some(cpus), _) => cpus.iter().copied().map(Some).collect(),
-            (None, cores) => {
-                let online = std::thread::available_parallelism().map_or(1, |c| c.get());
-                let cores = cores.unwrap_or(online);
-                // Pin only when each worker can have a CPU of its own.
-                (0..cores).map(|c| (cores <= online).then_some(c)).collect()
-            }
-        };
-        let cores = cpus.len();
+        let placements = placements(cfg.cpus.as_deref(), cfg.cores)?;
+        let cores = placements.len();
+        let placed: Arc<Vec<OnceLock<Vec<usize>>>> = Arc::new((0..cores).map(|_| OnceLock::new()).collect());
         let plan = EpochPlan::new(n, cfg.shuffle, cfg.seed, cfg.start_epoch, ddp, cfg.batch_size)?;
         let batches_per_epoch = plan.batches();
         if cfg.start_batch > batches_per_epoch {
@@ -127,7 +128,8 @@ impl Loader {
         let stop = Arc::new(AtomicBool::new(false));
         // `prefetch` counts every batch ahead of the consumer: queued in a
         // channel or still being read.
-        let reading = worker::units_in_flight(cores) * unit_len as usize;
+        let reads = worker::reads_in_flight(cores, cfg.images.is_some());
+        let reading = reads * unit_len as usize;
         let per_worker = cfg.prefetch.div_ceil(cores).saturating_sub(reading).max(1);
         let pool = BufferPool::new(cores * (per_worker + reading) + 2);
         let mut receivers = Vec::with_capacity(cores);
@@ -137,7 +139,7 @@ impl Loader {
         } else {
             (0..cores).map(|_| None).collect()
         };
-        for (id, cpu) in cpus.iter().enumerate() {
+        for (id, placement) in placements.into_iter().enumerate() {
             let (tx, rx) = flume::bounded(per_worker);
             receivers.push(rx);
             let spec = WorkerSpec {
@@ -157,19 +159,17 @@ impl Loader {
                 align,
                 max_merge: cfg.max_merge,
                 max_gap: cfg.max_gap,
-                io_budget: (io_mem as u64 * 3 / 4) / worker::units_in_flight(cores) as u64,
+                io_budget: (io_mem as u64 * 3 / 4) / reads as u64,
                 policy: cfg.on_error,
                 tx,
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 pool: pool.clone(),
                 images: cfg.images,
+                batch_memory: cfg.batch_memory,
                 sample_transform: cfg.sample_transform.clone(),
                 first_batch: first_batch[id].take(),
-            };
-            let placement = match cpu {
-                Some(c) => Placement::Fixed(*c),
-                None => Placement::Unbound,
+                placed: placed.clone(),
             };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringfeed-{id}"))
@@ -203,6 +203,7 @@ impl Loader {
             io_mode: io,
             started,
             first_batch: None,
+            placed,
         })
     }
 
@@ -226,6 +227,14 @@ impl Loader {
         self.receivers.len()
     }
 
+    /// The CPUs each worker thread may run on, as the thread itself read
+    /// them from the kernel (`sched_getaffinity`) when it started; `None`
+    /// for a worker that has not started yet. See
+    /// [`LoaderBuilder::cores`] for how they are chosen.
+    pub fn worker_cpus(&self) -> Vec<Option<Vec<usize>>> {
+        self.placed.iter().map(|cpus| cpus.get().cloned()).collect()
+    }
+
     /// Time from [`LoaderBuilder::build`] to the first batch delivered.
     pub fn time_to_first_batch(&self) -> Option<std::time::Duration> {
         self.first_batch
@@ -237,6 +246,11 @@ impl Loader {
     }
 
     /// Which worker sends the next batch; `None` when the run is over.
+    ///
+    /// Only looks: the batch counts as taken when it arrives
+    /// ([`received`](Self::received)), so a receive that is abandoned (a
+    /// cancelled [`next_async`](Self::next_async)) asks the same worker
+    /// again next time and no batch is skipped or reordered.
     fn next_source(&mut self) -> Option<usize> {
         if self.finished {
             return None;
@@ -249,11 +263,9 @@ impl Loader {
             self.current = Some((self.seq % self.receivers.len(), unit.count));
             self.seq += 1;
         }
-        let (worker, left) = self.current.as_mut().expect("set above");
-        *left -= 1;
         let queued: usize = self.receivers.iter().map(|r| r.len()).sum();
         self.metrics.queue_depth_max.fetch_max(queued as u64, Ordering::Relaxed);
-        Some(*worker)
+        self.current.map(|(worker, _)| worker)
     }
 
     fn received(
@@ -263,6 +275,9 @@ impl Loader {
         got: std::result::Result<Result<Batch>, flume::RecvError>,
     ) -> Result<Batch> {
         self.metrics.wait_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        if let Some((_, left)) = &mut self.current {
+            *left = left.saturating_sub(1);
+        }
         let result = match got {
             Ok(r) => r,
             Err(flume::RecvError::Disconnected) => Err(Error::Shutdown(format!(
@@ -271,8 +286,17 @@ impl Loader {
             ))),
         };
         match &result {
-            Ok(batch) => {
-                debug_assert_eq!((batch.epoch, batch.index), (self.state.epoch, self.state.next_batch));
+            Ok(batch) if (batch.epoch, batch.index) != (self.state.epoch, self.state.next_batch) => {
+                // Cannot happen while batches are taken in order; if it
+                // ever did, the stream must stop rather than hand out a
+                // batch other than the one `state()` promises.
+                self.finished = true;
+                return Err(Error::Shutdown(format!(
+                    "worker {worker} sent epoch {} batch {} where epoch {} batch {} was due",
+                    batch.epoch, batch.index, self.state.epoch, self.state.next_batch
+                )));
+            }
+            Ok(_) => {
                 self.state.advance(self.batches_per_epoch);
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
                 self.first_batch.get_or_insert_with(|| self.started.elapsed());
@@ -284,11 +308,38 @@ impl Loader {
 
     /// The next batch, waiting without blocking the thread: usable from
     /// any async runtime (tokio included), no glommio needed.
+    ///
+    /// Cancellation-safe: dropping the future before it completes (in a
+    /// `select!`, under a timeout) loses no batch and changes neither the
+    /// order nor [`state`](Self::state); the next call returns the batch
+    /// the dropped one would have.
     pub async fn next_async(&mut self) -> Option<Result<Batch>> {
         let worker = self.next_source()?;
         let began = Instant::now();
+        // flume's receive future takes a message only when it completes.
         let got = self.receivers[worker].recv_async().await;
         Some(self.received(worker, began.elapsed(), got))
+    }
+
+    /// Shuts the loader down without blocking the caller's thread: the
+    /// workers are stopped and joined on a thread of their own (what
+    /// dropping the loader does in place, which blocks for as long as the
+    /// workers take to finish their reads in flight, milliseconds to a
+    /// decoded image's time). The future completes once every worker
+    /// thread has exited and every descriptor is closed; dropping it
+    /// early still shuts the loader down, in the background.
+    pub fn close(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (tx, rx) = flume::bounded::<()>(1);
+        let spawned = std::thread::Builder::new().name("ringfeed-close".into()).spawn(move || {
+            drop(self);
+            let _ = tx.send(());
+        });
+        async move {
+            if spawned.is_ok() {
+                // Disconnected also means done: the thread ended.
+                let _ = rx.recv_async().await;
+            }
+        }
     }
 
     /// The batches as an async [`Stream`](futures_lite::Stream).
@@ -326,6 +377,39 @@ impl Drop for Loader {
     }
 }
 
+/// Where each worker runs. Explicit CPUs are taken as given. Otherwise the
+/// CPUs are this process's share of its affinity mask: the whole mask, or
+/// under torchrun (`LOCAL_RANK` of `LOCAL_WORLD_SIZE` processes on this
+/// node) the `LOCAL_RANK`-th of `LOCAL_WORLD_SIZE` contiguous parts, so
+/// that the loaders of a node's processes get disjoint cores. One worker
+/// per CPU of the share by default, each pinned to its CPU; more workers
+/// than CPUs are fenced to the share instead of pinned.
+fn placements(cpus: Option<&[usize]>, cores: Option<usize>) -> Result<Vec<Placement>> {
+    if let Some(cpus) = cpus {
+        return Ok(cpus.iter().map(|&c| Placement::Fixed(c)).collect());
+    }
+    let allowed = crate::sys::affinity::allowed_cpus()
+        .map_err(|e| Error::Config(format!("cannot read this process's CPU affinity: {e}")))?;
+    let local_world = crate::order::env_u64("LOCAL_WORLD_SIZE", 1)?;
+    let local_rank = crate::order::env_u64("LOCAL_RANK", 0)?;
+    if local_rank >= local_world.max(1) {
+        return Err(Error::Config(format!(
+            "LOCAL_RANK={local_rank} is not below LOCAL_WORLD_SIZE={local_world}"
+        )));
+    }
+    let share = crate::sys::affinity::local_share(&allowed, local_rank as usize, local_world as usize);
+    let cores = cores.unwrap_or(share.len());
+    if cores <= share.len() {
+        return Ok(share[..cores].iter().map(|&c| Placement::Fixed(c)).collect());
+    }
+    let fence = || {
+        CpuSet::online()
+            .map(|set| Placement::Fenced(set.filter(|l| share.contains(&l.cpu))))
+            .map_err(|e| Error::Config(format!("cannot read the CPU topology: {e}")))
+    };
+    (0..cores).map(|_| fence()).collect()
+}
+
 /// `(samples, bytes per sample)` of the run's first batch, for allocating
 /// it up front and splitting it between the workers; `None` with the `tch`
 /// feature (the batch is a tensor its owner allocates) or an empty run.
@@ -336,7 +420,7 @@ fn first_batch_layout(
     end_epoch: u64,
     unit_len: u64,
 ) -> Result<Option<(usize, usize)>> {
-    if cfg!(feature = "tch") {
+    if cfg.batch_memory != super::images::BatchMemory::Pooled {
         return Ok(None);
     }
     let Some(first) = units(cfg.start_epoch, cfg.start_batch, end_epoch, plan.batches(), unit_len).next()

@@ -2,8 +2,10 @@
 //!
 //! A batch's payloads live in one buffer that the consumer owns through
 //! [`Bytes`]; when the last `Bytes` of a batch is dropped the buffer goes
-//! back to the pool instead of being freed. After the first batches no
-//! memory is allocated or page-faulted any more.
+//! back to the pool instead of being freed. After the first batches the
+//! pool's buffers are neither allocated nor page-faulted any more (what
+//! does allocate per batch: images in tensor batch memory, and a batch
+//! with a skipped or replaced record, whose records are copied out).
 //!
 //! Buffers are anonymous memory maps rather than heap allocations: their
 //! pages go back to the kernel the moment a buffer is dropped, so resident

@@ -2,10 +2,12 @@
 //! it (every `cores`-th unit of the run), assembles their batches and sends
 //! them, in order, into its bounded channel.
 //!
-//! Within a worker, one or two units are read at once, each unit's records
-//! coalesced into few aligned requests that are all in flight together; a
-//! record is copied once, from the I/O buffer into its slot of the batch
-//! buffer, and its CRC32C checked on the way.
+//! Within a worker, one or two units are read at once (one more when it
+//! decodes images: the next unit's reads are in flight while the current
+//! one is decoded), each unit's records coalesced into few aligned requests
+//! that are all in flight together; a record is copied once, from the I/O
+//! buffer into its slot of the batch buffer, and its CRC32C checked on the
+//! way.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -60,9 +62,12 @@ pub(crate) struct WorkerSpec {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) images: Option<super::images::ImagePipeline>,
+    pub(crate) batch_memory: super::images::BatchMemory,
     pub(crate) sample_transform: Option<super::transform::SampleTransform>,
     /// This worker's part in decoding the run's first batch.
     pub(crate) first_batch: Option<super::first_batch::FirstBatch>,
+    /// Where each worker reports the CPUs it found itself allowed on.
+    pub(crate) placed: Arc<Vec<std::sync::OnceLock<Vec<usize>>>>,
 }
 
 enum Handle {
@@ -116,6 +121,9 @@ struct Ctx {
 /// The worker's main loop; returns when the run is done, the consumer went
 /// away, or a fatal error was sent.
 pub(crate) async fn run(mut spec: WorkerSpec) {
+    if let (Ok(cpus), Some(slot)) = (crate::sys::affinity::allowed_cpus(), spec.placed.get(spec.id)) {
+        let _ = slot.set(cpus);
+    }
     let pipeline = match spec.images.as_ref().map(|p| p.build()).transpose() {
         Ok(p) => p.map(std::cell::RefCell::new),
         Err(e) => {
@@ -198,7 +206,7 @@ fn reopen_path(shard: &crate::pack::reader::Shard) -> std::path::PathBuf {
 }
 
 async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
-    let depth = units_in_flight(ctx.spec.cores);
+    let depth = reads_in_flight(ctx.spec.cores, ctx.pipeline.is_some());
     let mut in_flight = VecDeque::with_capacity(depth);
     loop {
         while in_flight.len() < depth {
@@ -206,7 +214,11 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
             in_flight.push_back(glommio::spawn_local(read_unit(ctx.clone(), unit)));
         }
         let Some(task) = in_flight.pop_front() else { return };
-        let batches = task.await;
+        // The units behind this one keep reading while it is decoded.
+        let batches = match task.await {
+            Ok(read) => finish_unit(ctx, read).await,
+            Err(e) => Err(e),
+        };
         let failed = batches.is_err();
         let sends: Vec<Result<Batch>> = match batches {
             Ok(bs) => bs.into_iter().map(Ok).collect(),
@@ -225,6 +237,14 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
     }
 }
 
+/// Units a worker reads at once: [`units_in_flight`], plus, when it
+/// decodes images, the next unit, whose reads are in flight while the
+/// current one is decoded (without it a worker would read its next unit
+/// only after decoding, and a cold page cache would cost throughput).
+pub(crate) fn reads_in_flight(cores: usize, images: bool) -> usize {
+    units_in_flight(cores) + usize::from(images)
+}
+
 /// Lets units still being read finish, and drops what they made.
 ///
 /// Not cancelled: a read cancelled in flight keeps its task alive until the
@@ -232,7 +252,7 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
 /// for, and the leaked task then holds the executor's eventfd and the shard
 /// descriptors open. Reads end within milliseconds, and decoding stops at
 /// the next image once the loader is dropped (`stopping`).
-async fn wind_down(tasks: VecDeque<glommio::Task<Result<Vec<Batch>>>>) {
+async fn wind_down(tasks: VecDeque<glommio::Task<Result<ReadUnit>>>) {
     for task in tasks {
         drop(task.await);
     }
@@ -271,7 +291,16 @@ pub(crate) struct Pending {
     pub(crate) substitutes: Vec<super::replace::Substitute>,
 }
 
-async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
+/// A unit whose records are read and checked, not yet decoded.
+struct ReadUnit {
+    unit: Unit,
+    pending: Vec<Pending>,
+    /// The run's first batch as decoded by every worker, for the first unit.
+    first_parts: Option<super::first_batch::Started>,
+}
+
+/// Reads `unit`'s records into its batches' buffers, checking each CRC.
+async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<ReadUnit> {
     let s = &ctx.spec;
     // Taken before any await, so that the run's first unit gets it.
     let first_parts = ctx.first_parts.borrow_mut().take().transpose()?;
@@ -368,6 +397,15 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<Vec<Batch>> {
         }
     }
     s.metrics.read_ns.fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    Ok(ReadUnit { unit, pending, first_parts })
+}
+
+/// Decodes a read unit's images (if the loader has a pipeline), replaces
+/// bad records under the replace policy, and turns its batches into
+/// [`Batch`]es.
+async fn finish_unit(ctx: &Rc<Ctx>, read: ReadUnit) -> Result<Vec<Batch>> {
+    let s = &ctx.spec;
+    let ReadUnit { unit, mut pending, first_parts } = read;
     if let Some(pipe) = &ctx.pipeline {
         let mut shared = first_parts;
         for p in &mut pending {

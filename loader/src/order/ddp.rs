@@ -119,6 +119,11 @@ impl DdpConfig {
     }
 }
 
+/// An unsigned integer from the environment, `default` when unset.
+pub(crate) fn env_u64(name: &str, default: u64) -> Result<u64> {
+    parse_var(name, env_var(name)?.as_deref(), default)
+}
+
 fn env_var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
         Ok(v) => Ok(Some(v)),

@@ -25,7 +25,8 @@ impl Avx2 {
         std::is_x86_feature_detected!("avx2").then_some(Avx2(()))
     }
 
-    /// See [`scalar::vertical_row`].
+    /// See [`scalar::vertical_row`]; rows shorter than 32 bytes are left
+    /// to the caller (returns false).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn vertical_row(
         self,
@@ -35,38 +36,43 @@ impl Avx2 {
         taps: &Taps,
         y: usize,
         from: usize,
-        acc: &mut Vec<i32>,
         out: &mut [u8],
-    ) {
-        // Every row read below lies inside `src`: rows are clamped to
-        // `height - 1`, and each reads bytes `from..from + out.len()`.
+    ) -> bool {
+        if out.len() < 32 {
+            return false;
+        }
+        // What `vertical_avx2` requires of its caller; then what the
+        // result's correctness needs (whole tap pairs, a row `y`).
         assert!(height > 0 && from + out.len() <= stride && height * stride <= src.len());
         assert!(taps.window.is_multiple_of(2) && y < taps.start.len());
-        if out.len() < 32 {
-            return scalar::vertical_row(src, stride, taps, y, from, acc, out);
-        }
-        // SAFETY: AVX2 is present (`self`); the bounds were asserted above.
+        // SAFETY: AVX2 is present (`self` exists only if `detect` saw it);
+        // `height > 0`, `height * stride <= src.len()` and `from +
+        // out.len() <= stride` were asserted just above.
         unsafe { vertical_avx2(src, stride, height, taps, y, from, out) };
         // The ragged end: one more chunk, overlapping the last one (it
         // recomputes the same bytes).
         let last = out.len() - 32;
         if !last.is_multiple_of(32) {
-            // SAFETY: as above, for the last 32 bytes.
+            // SAFETY: as above, with `from + last + (out.len() - last)` =
+            // `from + out.len() <= stride`.
             unsafe { vertical_avx2(src, stride, height, taps, y, from + last, &mut out[last..]) };
         }
+        true
     }
 
-    /// Checks once per image what [`horizontal_row`](Self::horizontal_row)
-    /// relies on for every row: each pixel's 16-byte loads at
+    /// Checks once per image what [`HorizontalPlan::row`] relies on for
+    /// every row, and binds it to `taps` and `pairs` (borrowed, so they
+    /// cannot change while the plan exists): each pixel's 16-byte loads at
     /// `(start - origin) * 3 + 12 * group` stay inside rows of `row_len`
-    /// bytes, and `pairs` holds [`pair_weights`] of `taps`.
-    pub(crate) fn horizontal_plan(
+    /// bytes, and `pairs` is long enough for every pixel pair's weights
+    /// (it should hold [`pair_weights`] of `taps`).
+    pub(crate) fn horizontal_plan<'a>(
         self,
-        taps: &Taps,
+        taps: &'a Taps,
         origin: u32,
         row_len: usize,
-        pairs: &[i16],
-    ) -> HorizontalPlan {
+        pairs: &'a [i16],
+    ) -> HorizontalPlan<'a> {
         let groups = taps.window / 4;
         let reach = taps.start.iter().max().map_or(0, |&s| (s - origin) as usize * 3) + 12 * groups + 4;
         assert!(taps.window.is_multiple_of(4) && taps.start.iter().all(|&s| s >= origin) && reach <= row_len);
@@ -74,43 +80,47 @@ impl Avx2 {
         // Five taps fit one 16-byte load (15 bytes): common for downscales
         // a little over 2x, which would otherwise take two 4-tap groups.
         let five = groups == 2 && (0..taps.start.len()).all(|x| taps.of(x)[5..].iter().all(|&w| w == 0));
-        HorizontalPlan { row_len, five, _avx2: self }
+        HorizontalPlan { taps, pairs, origin, row_len, five, _avx2: self }
     }
 }
 
-/// A horizontal pass whose bounds [`Avx2::horizontal_plan`] checked.
+/// A horizontal pass over `taps` and `pairs` whose bounds
+/// [`Avx2::horizontal_plan`] checked.
 #[derive(Debug)]
-pub(crate) struct HorizontalPlan {
+pub(crate) struct HorizontalPlan<'a> {
+    taps: &'a Taps,
+    pairs: &'a [i16],
+    origin: u32,
     row_len: usize,
     /// Windows of 8 whose last three weights are all zero.
     five: bool,
     _avx2: Avx2,
 }
 
-impl HorizontalPlan {
+impl HorizontalPlan<'_> {
     /// See [`scalar::horizontal_pixels`]: writes the whole row `y`.
-    pub(crate) fn row(
-        &self,
-        row: &[u8],
-        origin: u32,
-        taps: &Taps,
-        pairs: &[i16],
-        y: usize,
-        planes: &mut Planes<'_>,
-    ) {
+    pub(crate) fn row(&self, row: &[u8], y: usize, planes: &mut Planes<'_>) {
+        let (taps, origin) = (self.taps, self.origin);
         let width = taps.start.len();
         assert!(row.len() == self.row_len && planes.width == width);
+        // Not needed for safety (stores are checked), but for writing the
+        // right places.
         assert!((y + 1) * width <= planes.plane && 3 * planes.plane <= planes.target.len());
         let blocks = width / 8;
-        // SAFETY: AVX2 is present (`_avx2`); loads stay inside `row` and
-        // `pairs` (checked by `horizontal_plan` for rows of this length),
-        // stores inside row `y` of each plane (asserted above).
-        unsafe { horizontal_avx2(row, origin, taps, pairs, y, blocks, self.five, planes) };
+        // SAFETY: AVX2 is present (`_avx2` exists only if `detect` saw
+        // it). `horizontal_plan` asserted, for these very `taps` and
+        // `pairs` (borrowed by the plan, so unchanged since) and rows of
+        // `row_len` bytes, which `row` is (asserted above): every start is
+        // at least `origin`, the farthest start's offset plus `12 * groups
+        // + 4` is at most `row_len`, the window is a multiple of 4 and
+        // `pairs` holds `width / 2 * groups * 32` weights, `8 * blocks <=
+        // width`; `five` implies a window of 8 (`groups == 2`).
+        unsafe { horizontal_avx2(row, origin, taps, self.pairs, y, blocks, self.five, planes) };
         scalar::horizontal_pixels(row, origin, taps, blocks * 8..width, y, planes);
     }
 }
 
-/// The horizontal weights in the order [`Avx2::horizontal_row`] loads
+/// The horizontal weights in the order [`horizontal_avx2`] loads
 /// them: per pair of pixels `(x, x + 1)` and group of four taps `t`, two
 /// vectors of 16 `i16`: taps `t, t + 1` of `x` then of `x + 1`, each as
 /// `w0 w1 w0 w1 w0 w1 0 0` (one pair per channel, the fourth lane
@@ -129,8 +139,19 @@ pub(crate) fn pair_weights(taps: &Taps, out: &mut Vec<i16>) {
     }
 }
 
+/// The vertical pass over `out.len() / 32` chunks of 32 bytes: output
+/// row `y` blends source rows `taps.start[y]..` (clamped to the last row),
+/// bytes `from..` of each, into `out`.
+///
+/// # Safety
+///
+/// The CPU has AVX2, `height > 0`, `height * stride <= src.len()` and
+/// `from + out.len() <= stride`: then every source row read (clamped below
+/// `height`) lies inside `src`, and each 32-byte load at `row * stride +
+/// from + 32 * chunk` ends by `row * stride + stride`. (Indexing `taps` and
+/// `out` is checked.)
 #[target_feature(enable = "avx2")]
-fn vertical_avx2(
+unsafe fn vertical_avx2(
     src: &[u8],
     stride: usize,
     height: usize,
@@ -151,8 +172,10 @@ fn vertical_avx2(
                 continue;
             }
             let row = |r: usize| (first + 2 * k + r).min(height - 1) * stride + at;
-            // SAFETY: rows are below `height` and `at + 32 <= from +
-            // out.len() <= stride` (asserted by the caller).
+            // SAFETY: rows are clamped below `height`, and `at + 32 <= from
+            // + out.len() <= stride` (the caller's obligation), so each
+            // load ends by `height * stride <= src.len()` (also the
+            // caller's).
             let (a, b) = unsafe {
                 (
                     _mm256_loadu_si256(src.as_ptr().add(row(0)).cast::<__m256i>()),
@@ -179,9 +202,26 @@ fn vertical_avx2(
     }
 }
 
+/// The horizontal pass for output pixels `0..8 * blocks` of row `y`:
+/// pixel `x` blends the RGB pixels of `row` from `taps.start[x] - origin`
+/// on with its weights, read from `pairs` as [`pair_weights`] lays them
+/// out; written into `planes` (with checked stores).
+///
+/// # Safety
+///
+/// The CPU has AVX2, and for `width = taps.start.len()` and `groups =
+/// taps.window / 4`:
+/// - `8 * blocks <= width`;
+/// - every `taps.start[x] >= origin`, and `(taps.start[x] - origin) * 3 +
+///   12 * groups + 4 <= row.len()` (each pixel's last 16-byte load,
+///   at `12 * (groups - 1)` past its start, stays inside `row`);
+/// - `pairs.len() >= width / 2 * groups * 32` (the weights of every pixel
+///   pair);
+/// - `five` only when `groups == 2` (it loads one group of 16 bytes and
+///   the first 48 weights of the pair).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
-fn horizontal_avx2(
+unsafe fn horizontal_avx2(
     row: &[u8],
     origin: u32,
     taps: &Taps,
@@ -228,8 +268,13 @@ fn horizontal_avx2(
             let at1 = (taps.start[x + 1] - origin) as usize * 3;
             let mut acc = half;
             if five {
-                // SAFETY: as below for group 0; the tap-4 weights are the
-                // first half of group 1's.
+                // SAFETY: the two 16-byte loads are group 0's of the loop
+                // below (inside `row`, by the caller's reach bound); the
+                // weights of the pair start at `x / 2 * 64` and the three
+                // 16-weight loads end at `+ 48 <= (x / 2 + 1) * 64 <=
+                // pairs.len()`, since `groups == 2` and `x + 1 < 8 *
+                // blocks <= width` (the caller's obligations); the tap-4
+                // weights are the first half of group 1's.
                 let (v, w01, w23, w4) = unsafe {
                     let v = _mm256_inserti128_si256::<1>(
                         _mm256_castsi128_si256(_mm_loadu_si128(base.add(at0).cast::<__m128i>())),
@@ -246,8 +291,12 @@ fn horizontal_avx2(
                 continue;
             }
             for g in 0..groups {
-                // SAFETY: `at + 12 * g + 16 <= row.len()` and the weights
-                // lie inside `pairs` (both asserted by the caller).
+                // SAFETY: `at + 12 * g + 16 <= at + 12 * groups + 4 <=
+                // row.len()` for `at0` and `at1` (pixels `x` and `x + 1 <
+                // 8 * blocks <= width`, starts at least `origin`), and the
+                // 32 weights end at `(x / 2 * groups + g + 1) * 32 <= width
+                // / 2 * groups * 32 <= pairs.len()`: the caller's
+                // obligations.
                 let (v, w01, w23) = unsafe {
                     let v = _mm256_inserti128_si256::<1>(
                         _mm256_castsi128_si256(_mm_loadu_si128(base.add(at0 + 12 * g).cast::<__m128i>())),

@@ -45,16 +45,19 @@ impl Avx512 {
         if out.len() < 64 {
             return false;
         }
-        // Every row read below lies inside `src`: rows are clamped to
-        // `height - 1`, and each reads bytes `from..from + out.len()`.
+        // What `vertical` requires of its caller; then what the result's
+        // correctness needs (whole tap pairs, a row `y`).
         assert!(height > 0 && from + out.len() <= stride && height * stride <= src.len());
         assert!(taps.window.is_multiple_of(2) && y < taps.start.len());
-        // SAFETY: the CPU has AVX-512 (`self`); bounds asserted above.
+        // SAFETY: the CPU has AVX-512 F, BW and VNNI (`self` exists only if
+        // `detect` saw them); `height > 0`, `height * stride <= src.len()`
+        // and `from + out.len() <= stride` were asserted just above.
         unsafe { vertical(src, stride, height, taps, y, from, out) };
         let last = out.len() - 64;
         if !last.is_multiple_of(64) {
             // The ragged end: one more chunk overlapping the last one.
-            // SAFETY: as above, for the last 64 bytes.
+            // SAFETY: as above, with `from + last + (out.len() - last)` =
+            // `from + out.len() <= stride`.
             unsafe { vertical(src, stride, height, taps, y, from + last, &mut out[last..]) };
         }
         true
@@ -73,6 +76,7 @@ impl Avx512 {
     ) -> bool {
         let width = taps.start.len();
         let pairs = taps.window / 2;
+        plan.ready = None;
         plan.bases.clear();
         plan.indices.clear();
         plan.weights.clear();
@@ -135,24 +139,47 @@ impl HorizontalPlan {
     /// See [`scalar::horizontal_pixels`]: writes the whole row `y`.
     pub(crate) fn row(&self, row: &[u8], origin: u32, taps: &Taps, y: usize, planes: &mut Planes<'_>) {
         let width = taps.start.len();
-        let Some(_cpu) = self.ready else { unreachable!("horizontal_plan was not called") };
+        let Some(_cpu) = self.ready else { unreachable!("horizontal_plan did not succeed") };
         assert!(row.len() == self.row_len && planes.width == width);
         assert!(
             self.bases.len() == self.blocks * 4 && self.indices.len() == self.bases.len() * self.pairs * 64
         );
         assert!(self.weights.len() == self.indices.len() / 2);
+        // Not needed for safety (stores are checked), but for writing the
+        // right places.
         assert!((y + 1) * width <= planes.plane && 3 * planes.plane <= planes.target.len());
-        // SAFETY: the CPU has AVX-512 (`ready` holds the proof); every
-        // base + 64 is within rows of `row_len` bytes (checked when
-        // planning), the tables' lengths match the loops (asserted
-        // above), stores stay in row `y` of each plane (asserted above).
+        // SAFETY: the CPU has AVX-512 F, BW, VBMI and VNNI (`ready` holds
+        // the proof, set only by a `horizontal_plan` that completed, which
+        // also pushed every base after checking `base + 64 <= row_len`;
+        // nothing else changes the plan, and `&self` keeps it so). `row`
+        // is `row_len` bytes, and the tables are as long as the kernel
+        // reads (both asserted above).
         unsafe { horizontal(self, row, y, planes) };
         scalar::horizontal_pixels(row, origin, taps, self.blocks * 16..width, y, planes);
     }
 }
 
+/// The vertical pass over `out.len() / 64` chunks of 64 bytes: output
+/// row `y` blends source rows `taps.start[y]..` (clamped to the last row),
+/// bytes `from..` of each, into `out`.
+///
+/// # Safety
+///
+/// The CPU has AVX-512 F, BW and VNNI, `height > 0`, `height * stride <=
+/// src.len()` and `from + out.len() <= stride`: then every source row read
+/// (clamped below `height`) lies inside `src`, and each 64-byte load at
+/// `row * stride + from + 64 * chunk` ends by `row * stride + stride`.
+/// (Indexing `taps` and `out` is checked.)
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn vertical(src: &[u8], stride: usize, height: usize, taps: &Taps, y: usize, from: usize, out: &mut [u8]) {
+unsafe fn vertical(
+    src: &[u8],
+    stride: usize,
+    height: usize,
+    taps: &Taps,
+    y: usize,
+    from: usize,
+    out: &mut [u8],
+) {
     let first = taps.start[y] as usize;
     let weights = taps.of(y);
     let zero = _mm512_setzero_si512();
@@ -165,8 +192,10 @@ fn vertical(src: &[u8], stride: usize, height: usize, taps: &Taps, y: usize, fro
                 continue;
             }
             let row = |r: usize| (first + 2 * k + r).min(height - 1) * stride + at;
-            // SAFETY: rows are below `height` and `at + 64 <= from +
-            // out.len() <= stride` (asserted by the caller).
+            // SAFETY: rows are clamped below `height`, and `at + 64 <= from
+            // + out.len() <= stride` (the caller's obligation), so each
+            // load ends by `height * stride <= src.len()` (also the
+            // caller's).
             let (a, b) = unsafe {
                 (
                     _mm512_loadu_si512(src.as_ptr().add(row(0)).cast::<__m512i>()),
@@ -189,8 +218,19 @@ fn vertical(src: &[u8], stride: usize, height: usize, taps: &Taps, y: usize, fro
     }
 }
 
+/// The horizontal pass for output pixels `0..16 * plan.blocks` of row
+/// `y`, from the layout [`Avx512::horizontal_plan`] made; written into
+/// `planes` with checked stores.
+///
+/// # Safety
+///
+/// The CPU has AVX-512 F, BW, VBMI and VNNI, and with `groups = 4 *
+/// plan.blocks`: `plan.bases` holds at least `groups` entries, each with
+/// `base + 64 <= row.len()`; `plan.indices` holds at least `groups *
+/// plan.pairs * 64` bytes and `plan.weights` at least `groups * plan.pairs
+/// * 32` weights.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
-fn horizontal(plan: &HorizontalPlan, row: &[u8], y: usize, planes: &mut Planes<'_>) {
+unsafe fn horizontal(plan: &HorizontalPlan, row: &[u8], y: usize, planes: &mut Planes<'_>) {
     let pairs = plan.pairs;
     let half = _mm512_set1_epi32(HALF);
     // After packing, lane i holds pixels i, 4 + i, 8 + i, 12 + i as RGB0
@@ -206,8 +246,11 @@ fn horizontal(plan: &HorizontalPlan, row: &[u8], y: usize, planes: &mut Planes<'
         let mut quads = [half; 4];
         for (j, quad) in quads.iter_mut().enumerate() {
             let group = 4 * block + j;
-            // SAFETY: `base + 64 <= row.len()` (planned), and the group's
-            // tables lie inside `indices` and `weights` (asserted).
+            // SAFETY: `group < 4 * blocks`, so (the caller's obligations)
+            // `bases[group] + 64 <= row.len()`, and the 64-byte index and
+            // 32-weight loads at `at = group * pairs + pair` end by `(at +
+            // 1) * 64 <= groups * pairs * 64 <= indices.len()` and `(at +
+            // 1) * 32 <= weights.len()`.
             *quad = unsafe {
                 let data = _mm512_loadu_si512(row.as_ptr().add(plan.bases[group]).cast::<__m512i>());
                 let mut acc = half;
