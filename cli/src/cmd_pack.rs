@@ -33,6 +33,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let format = args.format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
     let started = Instant::now();
+    ringfeed::check_pack_paths(&args.src, &args.out_dir)?;
     let source = ringfeed::open_source(&args.src, format)?;
     let mut opts = PackOptions::builder().shard_size(args.shard_size);
     if let Some(t) = args.threads {

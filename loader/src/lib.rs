@@ -90,7 +90,7 @@ pub use crate::pack::parts::{join_parts, split_parts};
 pub use crate::pack::reader::{Dataset, Record, RecordLocation, Shard};
 pub use crate::pack::verify::{Problem, VerifyReport, verify};
 pub use crate::pack::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};
-pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, pack};
+pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, check_pack_paths, pack};
 /// The random-number crate of [`SampleRng`], so callers draw from it
 /// with the same `rand_core` version.
 pub use rand_xoshiro;

@@ -99,10 +99,55 @@ struct Batch {
     spans: Vec<(usize, u32)>,
 }
 
+/// Refuses an output directory that is the source, lies inside it, or
+/// holds it: packing would delete the source (a dataset packed into
+/// itself) or read its own output. Paths are compared after resolving
+/// symlinks and `..`; an output that does not exist yet is resolved
+/// through its nearest existing ancestor. Call it before [`pack`] with
+/// the path the source was opened from (`ringfeed pack` does).
+pub fn check_pack_paths(src: &Path, out_dir: &Path) -> Result<()> {
+    let src = src.canonicalize().map_err(|e| Error::io("open", src, e))?;
+    let mut existing = out_dir.to_path_buf();
+    let mut rest = Vec::new();
+    let out = loop {
+        match existing.canonicalize() {
+            Ok(p) => break rest.iter().rev().fold(p, |p: std::path::PathBuf, c| p.join(c)),
+            Err(_) => match (existing.file_name().map(ToOwned::to_owned), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    existing = if parent.as_os_str().is_empty() { ".".into() } else { parent.to_path_buf() };
+                }
+                _ => return Err(Error::Config(format!("cannot resolve output path {}", out_dir.display()))),
+            },
+        }
+    };
+    let clash = if out == src {
+        Some("is the source")
+    } else if out.starts_with(&src) {
+        Some("lies inside the source")
+    } else if src.starts_with(&out) {
+        Some("holds the source")
+    } else {
+        None
+    };
+    match clash {
+        Some(how) => Err(Error::Config(format!(
+            "output directory {} {how} ({}); packing would delete or read its own output: \
+             choose a directory outside it",
+            out_dir.display(),
+            src.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Packs every record of `source` into a new dataset in `out_dir`.
 ///
 /// `out_dir` must be missing, empty, or hold an earlier ringfeed dataset
-/// (which is replaced). On error nothing in `out_dir` opens as a dataset.
+/// (which is replaced), and must not overlap the source's files (see
+/// [`check_pack_paths`]). While it writes, it holds an exclusive lock on
+/// `out_dir`: a second pack into the same directory fails at once. On
+/// error nothing in `out_dir` opens as a dataset.
 pub fn pack(
     source: &dyn Source,
     out_dir: &Path,

@@ -25,6 +25,7 @@ pub(crate) const HEADER_LEN: u64 = BLOCK;
 const HEADER_FIELDS_LEN: usize = 76;
 /// Bytes per index entry.
 pub(crate) const ENTRY_LEN: u64 = 24;
+const ENTRY_LEN_USIZE: usize = 24;
 /// Bytes of the footer at the very end of the shard.
 pub(crate) const FOOTER_LEN: u64 = 32;
 /// Largest record the format allows (the index stores lengths as `u32`; we
@@ -75,14 +76,16 @@ impl Header {
         self.flags & FLAG_KEYS != 0
     }
 
-    /// Total file length this header promises.
+    /// Total file length this header promises. [`Header::decode`] checked
+    /// that this is the real file length, so it does not overflow.
     pub(crate) fn file_len(&self) -> u64 {
-        self.footer_offset + FOOTER_LEN
+        self.footer_offset.saturating_add(FOOTER_LEN)
     }
 
-    /// Length of the index plus key table, which are read together.
-    pub(crate) fn index_and_keys_len(&self) -> u64 {
-        self.footer_offset - self.index_offset
+    /// Length of the index plus key table, which are read together; `None`
+    /// when the footer offset precedes the index offset.
+    pub(crate) fn index_and_keys_len(&self) -> Option<u64> {
+        self.footer_offset.checked_sub(self.index_offset)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -255,22 +258,33 @@ impl Entry {
         out.extend_from_slice(&self.key_end.to_le_bytes());
     }
 
-    /// Decodes entry `i` of an index slice. The caller has checked that the
-    /// slice holds `record_count * ENTRY_LEN` bytes.
-    pub(crate) fn decode(index: &[u8], i: usize) -> Self {
-        let b = &index[i * ENTRY_LEN as usize..(i + 1) * ENTRY_LEN as usize];
-        Entry {
+    /// Decodes entry `i` of an index slice, or `None` when the slice does
+    /// not hold an entry `i`.
+    pub(crate) fn decode(index: &[u8], i: u64) -> Option<Self> {
+        let start = usize::try_from(i.checked_mul(ENTRY_LEN)?).ok()?;
+        let b = index.get(start..start.checked_add(ENTRY_LEN_USIZE)?)?;
+        Some(Entry {
             offset: le_u64(b, 0),
             len: le_u32(b, 8),
             crc32c: le_u32(b, 12),
-            label: le_u32(b, 16) as i32,
+            label: i32::from_le_bytes(le_u32(b, 16).to_le_bytes()),
             key_end: le_u32(b, 20),
-        }
+        })
     }
 
-    pub(crate) fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
+    /// End of the payload (`offset + len`), or `None` when that sum does not
+    /// fit in a `u64`: an index entry is read from disk, so it may lie.
+    pub(crate) fn end(&self) -> Option<u64> {
+        self.offset.checked_add(u64::from(self.len))
     }
+}
+
+/// Converts a size or offset that came from a file into `usize`, or says
+/// why it cannot be one (only possible on 32-bit targets).
+pub(crate) fn to_usize(v: u64, path: &Path, offset: u64, what: &str) -> Result<usize> {
+    usize::try_from(v).map_err(|_| {
+        Error::corrupt(path, offset, format!("{what} {v} does not fit in memory on this platform"))
+    })
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
@@ -329,6 +343,15 @@ mod tests {
         let mut v = Vec::new();
         e.encode_into(&mut v);
         assert_eq!(v.len() as u64, ENTRY_LEN);
-        assert_eq!(Entry::decode(&v, 0), e);
+        assert_eq!(Entry::decode(&v, 0), Some(e));
+        assert_eq!(Entry::decode(&v, 1), None);
+        assert_eq!(Entry::decode(&v, u64::MAX), None);
+    }
+
+    #[test]
+    fn entry_end_does_not_wrap() {
+        let e = Entry { offset: u64::MAX - 9, len: 10, crc32c: 0, label: 0, key_end: 0 };
+        assert_eq!(e.end(), None);
+        assert_eq!(Entry { len: 9, ..e }.end(), Some(u64::MAX));
     }
 }

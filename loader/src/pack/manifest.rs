@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// File name of the manifest inside a dataset directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Value of the manifest's `format` field.
-const FORMAT_NAME: &str = "ringfeed-pack";
+pub(crate) const FORMAT_NAME: &str = "ringfeed-pack";
 /// A manifest larger than this is not ours (a million shards is ~200 MB of
 /// JSON; real datasets have thousands).
 const MAX_MANIFEST_LEN: u64 = 256 << 20;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::format::{ENTRY_LEN, Entry, FOOTER_LEN, Footer, HEADER_LEN, Header, MAX_RECORD_LEN};
+use super::format::{ENTRY_LEN, Entry, FOOTER_LEN, Footer, HEADER_LEN, Header, MAX_RECORD_LEN, to_usize};
 use super::manifest::{Manifest, ShardInfo};
 use crate::error::{Error, Result};
 
@@ -60,12 +60,15 @@ impl Shard {
         let path = path.into();
         let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
-        let mut head = vec![0u8; HEADER_LEN.min(file_len) as usize];
+        let mut head = vec![0u8; to_usize(HEADER_LEN.min(file_len), &path, 0, "header length")?];
         read_exact_at(&file, &mut head, 0, &path)?;
         let header = Header::decode(&head, file_len, &path)?;
         // The header's layout check tied this length to the real file size,
         // so the allocation below is bounded by what is on disk.
-        let mut meta = vec![0u8; header.index_and_keys_len() as usize];
+        let meta_len = header
+            .index_and_keys_len()
+            .ok_or_else(|| Error::corrupt(&path, 0, "footer offset precedes the index offset".to_string()))?;
+        let mut meta = vec![0u8; to_usize(meta_len, &path, header.index_offset, "index length")?];
         read_exact_at(&file, &mut meta, header.index_offset, &path)?;
         let mut footer = [0u8; FOOTER_LEN as usize];
         read_exact_at(&file, &mut footer, header.footer_offset, &path)?;
@@ -105,37 +108,55 @@ impl Shard {
 
     /// Every record must lie inside the data section, after the previous
     /// one, below the length limit; key ends must be ordered and in range.
+    /// All arithmetic on the entries is checked: an entry is read from disk
+    /// and may have been crafted to make `offset + len` wrap around.
     fn check_entries(&self) -> Result<()> {
-        let data_end = self.header.data_offset + self.header.data_len;
+        let data_end = self
+            .header
+            .data_offset
+            .checked_add(self.header.data_len)
+            .ok_or_else(|| Error::corrupt(&self.path, 0, "data section end overflows".to_string()))?;
         let mut prev_end = self.header.data_offset;
         let mut prev_key = 0u32;
         for i in 0..self.len() {
-            let e = self.entry(i);
-            let at = self.header.index_offset + i * ENTRY_LEN;
+            let e = self.entry(i)?;
+            let at = self.entry_offset(i);
             let bad = |why: String| Err(Error::corrupt_record(&self.path, at, i, why));
             if u64::from(e.len) > MAX_RECORD_LEN {
                 return bad(format!("record length {} exceeds the limit {MAX_RECORD_LEN}", e.len));
             }
             if e.offset < prev_end {
                 return bad(format!(
-                    "record at {} overlaps the previous record (which ends at {prev_end})",
+                    "record at {} overlaps the previous record or the header (which ends at {prev_end})",
                     e.offset
                 ));
             }
-            if e.end() > data_end {
+            let Some(end) = e.end() else {
                 return bad(format!(
-                    "record {}..{} extends past the data section end {data_end}",
-                    e.offset,
-                    e.end()
+                    "record offset {} plus length {} overflows (past the data section end {data_end})",
+                    e.offset, e.len
+                ));
+            };
+            if end > data_end {
+                return bad(format!(
+                    "record {}..{end} extends past the data section end {data_end}",
+                    e.offset
                 ));
             }
             if e.key_end < prev_key || u64::from(e.key_end) > self.header.keys_len {
                 return bad(format!("key end {} out of order or past the key table", e.key_end));
             }
-            prev_end = e.end();
+            prev_end = end;
             prev_key = e.key_end;
         }
         Ok(())
+    }
+
+    /// Byte offset of index entry `i` in the file (for error messages).
+    fn entry_offset(&self, i: u64) -> u64 {
+        i.checked_mul(ENTRY_LEN)
+            .and_then(|o| o.checked_add(self.header.index_offset))
+            .unwrap_or(self.header.index_offset)
     }
 
     /// Number of records.
@@ -168,14 +189,24 @@ impl Shard {
         (self.header.data_offset, self.header.data_len)
     }
 
-    pub(crate) fn entry(&self, i: u64) -> Entry {
-        Entry::decode(&self.meta, i as usize)
+    /// Index entry `i`; an error when `i` is not below [`Shard::len`].
+    pub(crate) fn entry(&self, i: u64) -> Result<Entry> {
+        if i >= self.len() {
+            return Err(Error::Config(format!(
+                "record {i} out of range for {}, which holds {} records",
+                self.path.display(),
+                self.len()
+            )));
+        }
+        Entry::decode(&self.meta, i).ok_or_else(|| {
+            Error::corrupt_record(&self.path, self.entry_offset(i), i, "index entry lies past the index")
+        })
     }
 
     /// Location of record `i` (panics if `i >= len()`).
     pub fn location(&self, shard: usize, i: u64) -> RecordLocation {
         assert!(i < self.len(), "record {i} out of range for a shard of {}", self.len());
-        let e = self.entry(i);
+        let e = Entry::decode(&self.meta, i).expect("the index was sized by the record count on open");
         RecordLocation {
             shard,
             index_in_shard: i,
@@ -188,18 +219,40 @@ impl Shard {
 
     /// Key of record `i`; empty when the shard has no keys.
     pub fn key(&self, i: u64) -> Result<&str> {
-        let keys = &self.meta[(self.len() * ENTRY_LEN) as usize..];
-        let end = self.entry(i).key_end as usize;
-        let start = if i == 0 { 0 } else { self.entry(i - 1).key_end as usize };
-        std::str::from_utf8(&keys[start..end]).map_err(|_| {
-            Error::corrupt_record(&self.path, self.header.keys_offset + start as u64, i, "key is not UTF-8")
-        })
+        let end = self.entry(i)?.key_end;
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.entry(prev)?.key_end,
+            None => 0,
+        };
+        let key_at = self.header.keys_offset.checked_add(u64::from(start)).unwrap_or(self.header.keys_offset);
+        let bad = |why: &str| Error::corrupt_record(&self.path, key_at, i, why.to_string());
+        let index_len = self.len().checked_mul(ENTRY_LEN).ok_or_else(|| bad("index length overflows"))?;
+        let index_len = to_usize(index_len, &self.path, self.header.index_offset, "index length")?;
+        let (start, end) = (
+            usize::try_from(start).map_err(|_| bad("key offset does not fit in memory"))?,
+            usize::try_from(end).map_err(|_| bad("key end does not fit in memory"))?,
+        );
+        let key = self
+            .meta
+            .get(index_len..)
+            .and_then(|keys| keys.get(start..end))
+            .ok_or_else(|| bad("key lies outside the key table"))?;
+        std::str::from_utf8(key).map_err(|_| bad("key is not UTF-8"))
     }
 
     /// Reads record `i` and checks its CRC32C.
     pub fn read(&self, i: u64) -> Result<Vec<u8>> {
-        let e = self.entry(i);
-        let mut buf = vec![0u8; e.len as usize];
+        let e = self.entry(i)?;
+        if u64::from(e.len) > MAX_RECORD_LEN {
+            return Err(Error::corrupt_record(
+                &self.path,
+                self.entry_offset(i),
+                i,
+                format!("record length {} exceeds the limit {MAX_RECORD_LEN}", e.len),
+            ));
+        }
+        let len = to_usize(u64::from(e.len), &self.path, self.entry_offset(i), "record length")?;
+        let mut buf = vec![0u8; len];
         read_exact_at(&self.file, &mut buf, e.offset, &self.path)?;
         check_crc(&buf, e.crc32c, &self.path, e.offset, i)?;
         Ok(buf)
@@ -271,7 +324,13 @@ impl Dataset {
         for info in &manifest.shards {
             shards.push(Shard::open(dir.join(&info.file), Some(info))?);
             starts.push(next);
-            next += info.records;
+            next = next.checked_add(info.records).ok_or_else(|| {
+                Error::corrupt(
+                    dir.join(super::manifest::MANIFEST_FILE),
+                    0,
+                    "record count overflows".to_string(),
+                )
+            })?;
         }
         Ok(Dataset { dir, manifest, shards, starts })
     }

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::format::HEADER_LEN;
-use super::manifest::Manifest;
+use super::format::{HEADER_LEN, to_usize};
+use super::manifest::{MANIFEST_FILE, Manifest};
 use super::reader::Shard;
 use crate::error::{Error, Result};
 
@@ -60,17 +60,24 @@ impl VerifyReport {
 /// absence (permissions, I/O errors).
 pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
     let manifest = Manifest::load(dir)?;
-    let mut report = VerifyReport { shards: manifest.shards.len() as u64, ..Default::default() };
+    let mut report = VerifyReport {
+        shards: u64::try_from(manifest.shards.len()).unwrap_or(u64::MAX),
+        ..Default::default()
+    };
+    // Records of shards that could not be opened (each already reported).
+    let mut unreadable = 0u64;
     for info in &manifest.shards {
         let path = dir.join(&info.file);
         let shard = match Shard::open(&path, Some(info)) {
             Ok(shard) => shard,
             Err(Error::Corrupt { offset, record, reason, .. }) => {
                 report.problems.push(Problem { shard: info.file.clone(), record, offset, reason });
+                unreadable = unreadable.saturating_add(info.records);
                 continue;
             }
             Err(Error::Unsupported { reason, .. }) => {
                 report.problems.push(Problem { shard: info.file.clone(), record: None, offset: 0, reason });
+                unreadable = unreadable.saturating_add(info.records);
                 continue;
             }
             Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
@@ -80,11 +87,25 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
                     offset: 0,
                     reason: "shard file is missing".into(),
                 });
+                unreadable = unreadable.saturating_add(info.records);
                 continue;
             }
             Err(e) => return Err(e),
         };
+        let before = report.records;
         let file_crc = scan_shard(&shard, &info.file, &mut report, &mut progress)?;
+        let checked = report.records.saturating_sub(before);
+        if checked != info.records {
+            report.problems.push(Problem {
+                shard: info.file.clone(),
+                record: None,
+                offset: 0,
+                reason: format!(
+                    "checked {checked} records but the manifest lists {} for this shard",
+                    info.records
+                ),
+            });
+        }
         if file_crc != info.file_crc32c {
             report.problems.push(Problem {
                 shard: info.file.clone(),
@@ -96,6 +117,17 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
                 ),
             });
         }
+    }
+    // A dataset is only clean when every record the manifest promises was
+    // read and matched its checksum: the records checked plus those of the
+    // shards already reported as unreadable must make up the manifest's count.
+    if report.records.saturating_add(unreadable) != manifest.records {
+        report.problems.push(Problem {
+            shard: MANIFEST_FILE.to_string(),
+            record: None,
+            offset: 0,
+            reason: format!("checked {} records but the manifest lists {}", report.records, manifest.records),
+        });
     }
     Ok(report)
 }
@@ -116,24 +148,36 @@ fn scan_shard(
     let mut file_crc = 0u32;
     let mut rec = 0u64;
     let mut rec_crc = 0u32;
-    while pos < file_len {
-        let want = CHUNK.min((file_len - pos) as usize);
+    'chunks: while pos < file_len {
+        let want = usize::try_from(file_len - pos).map_or(CHUNK, |left| left.min(CHUNK));
         let chunk = &mut buf[..want];
         file.read_exact(chunk).map_err(|e| Error::io_at("read", path, pos, e))?;
         file_crc = crc32c::crc32c_append(file_crc, chunk);
-        let chunk_end = pos + want as u64;
+        let chunk_end = pos.saturating_add(want as u64);
         while rec < shard.len() {
-            let e = shard.entry(rec);
+            let e = shard.entry(rec)?;
+            // Shard::open checked every entry's bounds; stay checked anyway
+            // rather than wrap around on an entry that lies.
+            let Some(e_end) = e.end() else {
+                report.problems.push(Problem {
+                    shard: name.to_string(),
+                    record: Some(rec),
+                    offset: e.offset,
+                    reason: format!("record offset {} plus length {} overflows", e.offset, e.len),
+                });
+                break 'chunks;
+            };
             if e.offset > chunk_end || (e.offset == chunk_end && e.len > 0) {
                 break;
             }
             let start = e.offset.max(pos);
-            let end = e.end().min(chunk_end);
+            let end = e_end.min(chunk_end);
             if start < end {
-                rec_crc =
-                    crc32c::crc32c_append(rec_crc, &chunk[(start - pos) as usize..(end - pos) as usize]);
+                let lo = to_usize(start - pos, path, start, "record offset")?;
+                let hi = to_usize(end - pos, path, end, "record end")?;
+                rec_crc = crc32c::crc32c_append(rec_crc, &chunk[lo..hi]);
             }
-            if e.end() > chunk_end {
+            if e_end > chunk_end {
                 break;
             }
             if rec_crc != e.crc32c {
@@ -150,11 +194,11 @@ fn scan_shard(
             rec += 1;
             rec_crc = 0;
         }
-        report.bytes += want as u64;
+        report.bytes = report.bytes.saturating_add(want as u64);
         progress(want as u64);
         pos = chunk_end;
     }
-    report.records += rec;
+    report.records = report.records.saturating_add(rec);
     debug_assert!(pos >= HEADER_LEN);
     Ok(file_crc)
 }

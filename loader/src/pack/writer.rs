@@ -32,10 +32,58 @@ pub(crate) fn shard_file_name(n: usize) -> String {
     format!("shard-{n:05}.rfp")
 }
 
-fn is_pack_file(name: &str) -> bool {
+/// The lock a writer holds on its output directory for as long as it
+/// writes (an exclusive `flock`), holding the writer's pid. It stays in
+/// the dataset directory: removing it would let a writer that opened the
+/// old file and one that creates a new one both hold "the" lock.
+pub(crate) const LOCK_FILE: &str = ".ringfeed-pack.lock";
+
+/// Whether `name` is one a writer gives its files: the manifest, a shard
+/// (`shard-` + digits + `.rfp`), the hidden temporary name of either, or
+/// the lock.
+fn is_pack_name(name: &str) -> bool {
+    let shard = |n: &str| {
+        n.strip_prefix("shard-")
+            .and_then(|n| n.strip_suffix(".rfp"))
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let tmp = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp"));
     name == MANIFEST_FILE
-        || (name.starts_with("shard-") && name.ends_with(".rfp"))
-        || (name.starts_with('.') && name.ends_with(".tmp"))
+        || name == LOCK_FILE
+        || shard(name)
+        || tmp.is_some_and(|n| n == MANIFEST_FILE || shard(n))
+}
+
+/// Whether the file at `path` (named as [`is_pack_name`] accepts) is one a
+/// writer made, judged by its first bytes: a shard starts with the format's
+/// magic (a temporary one may still have its zeroed placeholder header), a
+/// manifest names the format; an empty file is what a crash right after
+/// creating it leaves. A foreign file under one of our names is not
+/// ours, and is never deleted.
+fn is_pack_file(path: &Path, name: &str) -> bool {
+    use std::io::Read;
+    if name == LOCK_FILE {
+        return true;
+    }
+    let mut head = Vec::with_capacity(512);
+    let Ok(file) = File::open(path) else { return false };
+    if file.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    if head.is_empty() {
+        return true;
+    }
+    if name.contains(MANIFEST_FILE) {
+        let text = String::from_utf8_lossy(&head);
+        text.trim_start().starts_with('{') && text.contains(&format!("\"{}\"", super::manifest::FORMAT_NAME))
+    } else if name.ends_with(".tmp") {
+        // A shard being written starts with a zeroed header, filled in
+        // when the shard is finished.
+        let header = &head[..head.len().min(HEADER_LEN as usize)];
+        head.starts_with(&super::format::MAGIC) || header.iter().all(|&b| b == 0)
+    } else {
+        head.starts_with(&super::format::MAGIC)
+    }
 }
 
 /// Configures a [`PackWriter`]; obtained from [`PackWriter::builder`].
@@ -98,9 +146,45 @@ impl PackWriterBuilder {
         {
             return Err(Error::Config("a multipart schema needs at least one part".into()));
         }
+        let lock = lock_dir(&self.dir)?;
         prepare_dir(&self.dir, self.overwrite)?;
-        Ok(PackWriter { cfg: self, current: None, closing: None, shards: Vec::new() })
+        Ok(PackWriter { cfg: self, current: None, closing: None, shards: Vec::new(), _lock: lock })
     }
+}
+
+/// Creates `dir` if missing and takes the exclusive lock that keeps a
+/// second writer (every rank running the same pack command, say) from
+/// interleaving its shards with this one's: the second fails at once,
+/// naming the first's pid, before it deletes or writes anything.
+fn lock_dir(dir: &Path) -> Result<File> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another process".to_owned() } else { format!("pid {holder}") };
+            return Err(Error::Config(format!(
+                "output directory {} is in use by {who}, which is packing into it; \
+                 wait for it or choose another directory",
+                dir.display()
+            )));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+    }
+    let pid = std::process::id().to_string();
+    file.set_len(0)
+        .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+        .map_err(|e| Error::io("write", &path, e))?;
+    Ok(file)
 }
 
 /// Empties (or creates) `dir`, refusing to delete anything that is not ours.
@@ -112,7 +196,17 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
                 let entry = entry.map_err(|e| Error::io("list", dir, e))?;
                 let name = entry.file_name();
                 match name.to_str() {
-                    Some(n) if is_pack_file(n) => ours.push(entry.path()),
+                    Some(LOCK_FILE) => {}
+                    Some(n) if is_pack_name(n) && entry.file_type().is_ok_and(|t| t.is_file()) => {
+                        if !is_pack_file(&entry.path(), n) {
+                            return Err(Error::Config(format!(
+                                "output directory {} holds {n:?}, which has a ringfeed file's name but \
+                                 not its contents; it is left alone: choose an empty or new directory",
+                                dir.display()
+                            )));
+                        }
+                        ours.push(entry.path());
+                    }
                     _ => {
                         return Err(Error::Config(format!(
                             "output directory {} holds {:?}, which is not part of a ringfeed dataset; \
@@ -180,6 +274,8 @@ pub struct PackWriter {
     /// own thread while the next one fills; at most one at a time.
     closing: Option<(u64, thread::JoinHandle<Result<ShardInfo>>)>,
     shards: Vec<ShardInfo>,
+    /// The output directory's lock, released when the writer is dropped.
+    _lock: File,
 }
 
 impl PackWriter {
