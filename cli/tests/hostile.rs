@@ -10,8 +10,16 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ringfeed")
 }
 
+/// Runs the CLI under coreutils' `timeout`: a command that hangs exits
+/// 124 after two minutes and fails its case instead of the whole run.
 fn ringfeed(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env_remove("RANK").env_remove("WORLD_SIZE").output().unwrap()
+    Command::new("timeout")
+        .args(["120", bin()])
+        .args(args)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .output()
+        .unwrap()
 }
 
 fn s(p: &Path) -> &str {
@@ -78,7 +86,52 @@ fn shard_notes(root: &Path) -> Option<std::fs::File> {
     None
 }
 
+/// A FIFO where the dataset's first shard should be: opening it for
+/// reading would wait for a writer forever.
+fn fifo_shard(root: &Path) -> Option<std::fs::File> {
+    let shard = root.join("ds/shard-00000.rfp");
+    std::fs::rename(&shard, root.join("shard.saved")).unwrap();
+    assert!(Command::new("mkfifo").arg(&shard).status().unwrap().success());
+    None
+}
+
+/// A FIFO in place of the manifest.
+fn fifo_manifest(root: &Path) -> Option<std::fs::File> {
+    let manifest = root.join("ds/manifest.json");
+    std::fs::rename(&manifest, root.join("manifest.saved")).unwrap();
+    assert!(Command::new("mkfifo").arg(&manifest).status().unwrap().success());
+    None
+}
+
 const CASES: &[Case] = &[
+    Case {
+        name: "verify with a FIFO for a shard",
+        args: &["verify", "{ds}"],
+        before: fifo_shard,
+        code: 2,
+        message: "not a regular file",
+    },
+    Case {
+        name: "inspect with a FIFO for a shard",
+        args: &["inspect", "{ds}"],
+        before: fifo_shard,
+        code: 2,
+        message: "not a regular file",
+    },
+    Case {
+        name: "bench with a FIFO for a shard",
+        args: &["bench", "{ds}"],
+        before: fifo_shard,
+        code: 2,
+        message: "not a regular file",
+    },
+    Case {
+        name: "verify with a FIFO for the manifest",
+        args: &["verify", "{ds}"],
+        before: fifo_manifest,
+        code: 2,
+        message: "not a regular file",
+    },
     Case {
         name: "pack over a foreign manifest.json",
         args: &["pack", "-q", "{src}", "{root}/out"],
@@ -166,7 +219,13 @@ fn hostile_commands_fail_clearly_and_lose_nothing() {
         assert!(!err.contains("panicked"), "{}: {err}", case.name);
         assert_eq!(err.trim_end().lines().count(), 1, "{}: one line: {err}", case.name);
         // Nothing was lost: the dataset, the source and any foreign file
-        // are as they were.
+        // are as they were (a FIFO case puts the real file back first).
+        for (saved, name) in [("shard.saved", "ds/shard-00000.rfp"), ("manifest.saved", "ds/manifest.json")] {
+            if root.join(saved).exists() {
+                std::fs::remove_file(root.join(name)).unwrap();
+                std::fs::rename(root.join(saved), root.join(name)).unwrap();
+            }
+        }
         assert!(verifies(&ds), "{}: the dataset no longer verifies", case.name);
         assert_eq!(std::fs::read_dir(&src).unwrap().count(), files_before, "{}", case.name);
         for (path, bytes) in &foreign {

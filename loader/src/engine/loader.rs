@@ -174,11 +174,6 @@ impl Loader {
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringfeed-{id}"))
                 .io_memory(io_mem)
-                // How often a decoding worker stops to reap I/O completions
-                // and issue the next reads (glommio's default, 100 ms, is
-                // a whole batch's decoding: the next unit's reads would
-                // mostly wait for it).
-                .preempt_timer(worker::REAP_EVERY)
                 .spawn(move || worker::run(spec))
                 .map_err(|e| Error::Shutdown(format!("cannot start worker {id}: {e}")))?;
             workers.push(handle);

@@ -237,11 +237,6 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
     }
 }
 
-/// How long a worker decodes before it yields to reap I/O completions
-/// (the executor's preemption timer): short against a batch's decoding
-/// (~50-100 ms), long against an image's (~1.5 ms) and a poll of the ring.
-pub(crate) const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// Units a worker reads at once: [`units_in_flight`], plus, when it
 /// decodes images, the next unit, whose reads are in flight while the
 /// current one is decoded (without it a worker would read its next unit

@@ -133,7 +133,12 @@ impl Manifest {
         if meta.len() > MAX_MANIFEST_LEN {
             return Err(Error::corrupt(&path, 0, format!("manifest is {} bytes; too large", meta.len())));
         }
-        let text = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let mut text = Vec::new();
+        crate::sys::open_regular(&path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_MANIFEST_LEN + 1), &mut text)
+            })
+            .map_err(|e| Error::io("read", &path, e))?;
         let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
             Error::corrupt(
                 &path,

@@ -58,7 +58,7 @@ impl Shard {
     /// manifest), the record count and index checksum must match it.
     pub fn open(path: impl Into<PathBuf>, expected: Option<&ShardInfo>) -> Result<Self> {
         let path = path.into();
-        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let file = crate::sys::open_regular(&path).map_err(|e| Error::io("open", &path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
         let mut head = vec![0u8; to_usize(HEADER_LEN.min(file_len), &path, 0, "header length")?];
         read_exact_at(&file, &mut head, 0, &path)?;

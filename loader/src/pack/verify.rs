@@ -5,7 +5,6 @@
 //! problem, verification keeps going and reports each damaged record, so a
 //! user can tell one flipped bit from a lost shard.
 
-use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
@@ -141,7 +140,7 @@ fn scan_shard(
     progress: &mut impl FnMut(u64),
 ) -> Result<u32> {
     let path = shard.path();
-    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut file = crate::sys::open_regular(path).map_err(|e| Error::io("open", path, e))?;
     let file_len = shard.file_len();
     let mut buf = vec![0u8; CHUNK];
     let mut pos = 0u64;

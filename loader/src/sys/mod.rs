@@ -13,6 +13,22 @@ pub(crate) mod affinity;
 #[cfg(feature = "tch")]
 pub(crate) mod tensor;
 
+/// Opens `path` for reading only if it is a regular file: a FIFO, device
+/// or directory where a dataset file should be is an error, not a read
+/// that blocks forever (opening a FIFO waits for a writer, hence
+/// `O_NONBLOCK`, which changes nothing for a regular file's reads).
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory stands where a dataset file should be)",
+        ));
+    }
+    Ok(file)
+}
+
 /// Starts write-back of `len` bytes at `offset` of `file` without waiting
 /// for it, so that a later `fsync` finds little left to do. Errors are
 /// returned but harmless to ignore: `fsync` still decides durability.
