@@ -402,12 +402,11 @@ fn placements(cpus: Option<&[usize]>, cores: Option<usize>) -> Result<Vec<Placem
     if cores <= share.len() {
         return Ok(share[..cores].iter().map(|&c| Placement::Fixed(c)).collect());
     }
-    let fence = || {
-        CpuSet::online()
-            .map(|set| Placement::Fenced(set.filter(|l| share.contains(&l.cpu))))
-            .map_err(|e| Error::Config(format!("cannot read the CPU topology: {e}")))
-    };
-    (0..cores).map(|_| fence()).collect()
+    // Read the topology (sysfs) once, not once per worker.
+    let fence = CpuSet::online()
+        .map_err(|e| Error::Config(format!("cannot read the CPU topology: {e}")))?
+        .filter(|l| share.contains(&l.cpu));
+    Ok((0..cores).map(|_| Placement::Fenced(fence.clone())).collect())
 }
 
 /// `(samples, bytes per sample)` of the run's first batch, for allocating

@@ -30,6 +30,13 @@ pub struct Problem {
     pub reason: String,
 }
 
+impl Problem {
+    /// A problem with a whole file (`shard`, or the manifest), not one record.
+    fn file(shard: impl Into<String>, reason: impl Into<String>) -> Problem {
+        Problem { shard: shard.into(), record: None, offset: 0, reason: reason.into() }
+    }
+}
+
 /// Outcome of [`verify`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -75,17 +82,12 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
                 continue;
             }
             Err(Error::Unsupported { reason, .. }) => {
-                report.problems.push(Problem { shard: info.file.clone(), record: None, offset: 0, reason });
+                report.problems.push(Problem::file(&info.file, reason));
                 unreadable = unreadable.saturating_add(info.records);
                 continue;
             }
             Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-                report.problems.push(Problem {
-                    shard: info.file.clone(),
-                    record: None,
-                    offset: 0,
-                    reason: "shard file is missing".into(),
-                });
+                report.problems.push(Problem::file(&info.file, "shard file is missing"));
                 unreadable = unreadable.saturating_add(info.records);
                 continue;
             }
@@ -95,38 +97,29 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
         let file_crc = scan_shard(&shard, &info.file, &mut report, &mut progress)?;
         let checked = report.records.saturating_sub(before);
         if checked != info.records {
-            report.problems.push(Problem {
-                shard: info.file.clone(),
-                record: None,
-                offset: 0,
-                reason: format!(
-                    "checked {checked} records but the manifest lists {} for this shard",
-                    info.records
-                ),
-            });
+            report.problems.push(Problem::file(
+                &info.file,
+                format!("checked {checked} records but the manifest lists {} for this shard", info.records),
+            ));
         }
         if file_crc != info.file_crc32c {
-            report.problems.push(Problem {
-                shard: info.file.clone(),
-                record: None,
-                offset: 0,
-                reason: format!(
+            report.problems.push(Problem::file(
+                &info.file,
+                format!(
                     "file checksum mismatch (manifest {:#010x}, computed {file_crc:#010x})",
                     info.file_crc32c
                 ),
-            });
+            ));
         }
     }
     // A dataset is only clean when every record the manifest promises was
     // read and matched its checksum: the records checked plus those of the
     // shards already reported as unreadable must make up the manifest's count.
     if report.records.saturating_add(unreadable) != manifest.records {
-        report.problems.push(Problem {
-            shard: MANIFEST_FILE.to_string(),
-            record: None,
-            offset: 0,
-            reason: format!("checked {} records but the manifest lists {}", report.records, manifest.records),
-        });
+        report.problems.push(Problem::file(
+            MANIFEST_FILE,
+            format!("checked {} records but the manifest lists {}", report.records, manifest.records),
+        ));
     }
     Ok(report)
 }
