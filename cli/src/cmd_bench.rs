@@ -9,6 +9,7 @@ use anyhow::Result;
 use ringfeed::{Digest, ErrorPolicy, ImagePipeline, IoMode, Loader};
 
 use crate::order_args::OrderArgs;
+use crate::output::{Out, escaped, outln};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -26,9 +27,10 @@ pub(crate) struct Args {
     /// I/O mode.
     #[arg(long, default_value = "auto", value_parser = ["direct", "buffered", "auto"])]
     io: String,
-    /// Batches queued ahead of the consumer.
-    #[arg(long, default_value_t = 8)]
-    prefetch: usize,
+    /// Batches ahead of the consumer, counting those being read; bounds memory whatever the
+    /// window (1..=1024) [default: 8; block shuffle: enough to read whole windows, at most 64].
+    #[arg(long)]
+    prefetch: Option<usize>,
     /// What to do with corrupt records (failed checksum or undecodable
     /// image): stop with an error, leave them out, or put a
     /// deterministically chosen other record in their place.
@@ -40,8 +42,8 @@ pub(crate) struct Args {
     /// Largest read made by merging neighbouring records (suffixes K, M, G).
     #[arg(long, default_value = "1M", value_parser = crate::units::parse_size)]
     max_merge: u64,
-    /// Largest gap between records still read with one request.
-    #[arg(long, default_value = "32K", value_parser = crate::units::parse_size)]
+    /// Largest gap between records still read with one request (0 merges only touching reads).
+    #[arg(long, default_value = "32K", value_parser = crate::units::parse_size_or_zero)]
     max_gap: u64,
     /// Decode and augment images on the worker cores: raw records only,
     /// or the train (RandomResizedCrop + flip) / val (Resize + CenterCrop) pipeline.
@@ -128,7 +130,6 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         .batch_size(a.order.batch)
         .seed(a.order.seed)
         .epochs(a.epochs)
-        .prefetch(a.prefetch)
         .max_merge(a.max_merge)
         .max_gap(a.max_gap)
         .shuffle(a.order.shuffle())
@@ -146,9 +147,16 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     if let Some(c) = a.cores {
         builder = builder.cores(c);
     }
+    if let Some(p) = a.prefetch {
+        builder = builder.prefetch(p);
+    }
     let images = match a.pipeline.as_str() {
         "train" => Some(ImagePipeline::train(a.size)),
-        "val" => Some(ImagePipeline::val((a.size * 8).div_ceil(7), a.size)),
+        // In u64: a huge --size is refused by the loader, not wrapped here.
+        "val" => Some(ImagePipeline::val(
+            u32::try_from((u64::from(a.size) * 8).div_ceil(7)).unwrap_or(u32::MAX),
+            a.size,
+        )),
         _ => None,
     };
     if let Some(mut p) = images {
@@ -189,7 +197,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             let mut want: Vec<u64> = (0..plan.batches()).flat_map(|b| plan.batch_indices(b)).collect();
             want.sort_unstable();
             delivered.sort_unstable();
-            anyhow::ensure!(*delivered == want, "epoch {epoch} did not deliver exactly this rank's records");
+            if *delivered != want {
+                let problem = format!("epoch {epoch} did not deliver exactly this rank's records");
+                return Err(crate::DataProblem(problem).into());
+            }
         }
         delivered.clear();
         Ok(())
@@ -252,6 +263,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     } else {
         "read (I/O)"
     };
+    let mut out = Out::new();
     if a.json {
         let obj = json!({
             "samples": samples,
@@ -278,17 +290,19 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "limiting_stage": limit,
             "metrics": m,
         });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        outln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
     } else {
-        println!(
+        outln!(
+            out,
             "{samples} samples in {secs:.2} s: {:.0} samples/s, {:.0} MB/s ({io} I/O, {cores} cores)",
             samples as f64 / secs,
             bytes as f64 / 1e6 / secs
-        );
+        )?;
         let digest = if a.no_digest { "skipped".to_owned() } else { digest.hex() };
-        println!("first batch {first_ms:.1} ms, peak RSS {rss_mb:.0} MB, digest {digest}");
+        outln!(out, "first batch {first_ms:.1} ms, peak RSS {rss_mb:.0} MB, digest {digest}")?;
         if a.pipeline != "raw" {
-            println!(
+            outln!(
+                out,
                 "{} pipeline: {:.0} images/s; core time read {:.0} ms, decode {:.0} ms, augment {:.0} ms; \
                  consumer waited {:.0} ms; limited by {limit}",
                 a.pipeline,
@@ -297,9 +311,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
                 m.decode_ms,
                 m.augment_ms,
                 m.consumer_wait_ms
-            );
+            )?;
         }
-        println!(
+        outln!(
+            out,
             "reads {} ({:.2} records/read), read latency p50 {} µs p99 {} µs, consumer waited {:.0} ms, \
              max queue {} batches",
             m.reads,
@@ -308,16 +323,20 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             m.read_latency_us_p99,
             m.consumer_wait_ms,
             m.queue_depth_max,
-        );
+        )?;
         if m.corrupt > 0 {
-            println!(
+            outln!(
+                out,
                 "corrupt records: {} ({} skipped, {} replaced); first:",
-                m.corrupt, m.skipped, m.replaced
-            );
+                m.corrupt,
+                m.skipped,
+                m.replaced
+            )?;
             for location in &m.corrupt_locations {
-                println!("  {location}");
+                outln!(out, "  {}", escaped(location))?;
             }
         }
     }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }

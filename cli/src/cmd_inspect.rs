@@ -7,6 +7,7 @@ use anyhow::Result;
 use ringfeed::Dataset;
 use serde_json::json;
 
+use crate::output::{Out, escaped, escaped_path, outln};
 use crate::units::human_bytes;
 
 pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
@@ -14,9 +15,11 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
     // tells whether the dataset is structurally sound.
     let ds = Dataset::open(dir)?;
     let m = ds.manifest();
+    let mut out = Out::new();
     if as_json {
         let obj = json!({
-            "path": dir,
+            // A path need not be UTF-8; JSON text must be.
+            "path": escaped_path(dir),
             "version": m.version,
             "source": m.source,
             "records": m.records,
@@ -27,18 +30,20 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
             "classes": m.classes,
             "shard_list": m.shards,
         });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        outln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
+        out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("dataset   {}", dir.display());
-    println!("format    ringfeed pack v{} (packed from {})", m.version, m.source);
-    println!("records   {}", m.records);
-    println!(
+    outln!(out, "dataset   {}", escaped_path(dir))?;
+    outln!(out, "format    ringfeed pack (manifest v{}, packed from {})", m.version, escaped(&m.source))?;
+    outln!(out, "records   {}", m.records)?;
+    outln!(
+        out,
         "shards    {} ({} on disk, {} payload)",
         m.shards.len(),
         human_bytes(m.bytes),
         human_bytes(m.payload_bytes)
-    );
+    )?;
     let mut schema = m.schema.payload.to_string();
     if m.schema.labels {
         schema.push_str(" + i64 label");
@@ -46,17 +51,18 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
     if m.schema.keys {
         schema.push_str(" + key");
     }
-    println!("schema    {schema}");
+    outln!(out, "schema    {}", escaped(&schema))?;
     if !m.classes.is_empty() {
         const SHOWN: usize = 20;
-        let mut names = m.classes.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let mut names = m.classes.iter().take(SHOWN).map(|c| escaped(c)).collect::<Vec<_>>().join(", ");
         if m.classes.len() > SHOWN {
             names.push_str(&format!(", ... ({} more)", m.classes.len() - SHOWN));
         }
-        println!("classes   {} ({names})", m.classes.len());
+        outln!(out, "classes   {} ({names})", m.classes.len())?;
     }
     if let Some(mean) = m.payload_bytes.checked_div(m.records) {
-        println!("mean      {} per record", human_bytes(mean));
+        outln!(out, "mean      {} per record", human_bytes(mean))?;
     }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,6 @@
 //! `ringfeed order`: prints the record indices of each batch of one epoch
 //! for one rank, as JSON lines, without reading any record.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +8,7 @@ use anyhow::Result;
 use ringfeed::{EpochPlan, Manifest};
 
 use crate::order_args::OrderArgs;
+use crate::output::{Out, outln};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,13 +25,11 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let manifest = Manifest::load(&a.dataset)?;
     let o = &a.order;
     let plan = EpochPlan::new(manifest.records, o.shuffle(), o.seed, a.epoch, o.ddp()?, o.batch)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = Out::new();
     for b in 0..plan.batches() {
         let line = serde_json::json!({ "epoch": a.epoch, "batch": b, "indices": plan.batch_indices(b) });
-        if writeln!(out, "{line}").is_err() {
-            break; // stdout closed (e.g. piped into head)
-        }
+        outln!(out, "{line}")?;
     }
-    let _ = out.flush();
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }

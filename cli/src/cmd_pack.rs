@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringfeed::{PackOptions, SourceFormat};
+use ringfeed::{PackOptions, Payload, SourceFormat};
 
 use crate::units::{human_bytes, parse_size};
 
@@ -14,11 +14,15 @@ use crate::units::{human_bytes, parse_size};
 pub(crate) struct Args {
     /// Source: a directory (ImageFolder or plain files), a .tar/.tfrecord/.ffr file, or a directory of those.
     src: PathBuf,
-    /// Output dataset directory (created; an earlier ringfeed dataset there is replaced).
+    /// Output dataset directory (created; an earlier ringfeed dataset there is replaced once the new one is complete).
     out_dir: PathBuf,
     /// Source format; detected from the path when omitted.
     #[arg(long, value_parser = ["imagefolder", "files", "tar", "tfrecord", "ffrecord"])]
     format: Option<String>,
+    /// Store payloads as this kind instead of the detected one: `bytes` packs files in any
+    /// encoding as they are (e.g. Latin-1 text), `text` checks that every record is UTF-8.
+    #[arg(long, value_parser = ["bytes", "text"])]
+    payload: Option<String>,
     /// Target shard size in bytes (suffixes K, M, G allowed).
     #[arg(long, default_value = "128M", value_parser = parse_size)]
     shard_size: u64,
@@ -38,6 +42,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut opts = PackOptions::builder().shard_size(args.shard_size);
     if let Some(t) = args.threads {
         opts = opts.threads(t);
+    }
+    match args.payload.as_deref() {
+        Some("bytes") => opts = opts.payload(Payload::Bytes),
+        Some("text") => opts = opts.payload(Payload::Text),
+        _ => {}
     }
     let opts = opts.build()?;
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
@@ -68,7 +77,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         human_bytes(manifest.bytes),
         secs,
         manifest.payload_bytes as f64 / 1e6 / secs.max(1e-9),
-        args.out_dir.display()
+        crate::output::escaped_path(&args.out_dir)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use serde_json::json;
 
+use crate::output::{Out, escaped, outln};
 use crate::units::human_bytes;
 
 pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
@@ -21,6 +22,7 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    let mut out = Out::new();
     if as_json {
         let obj = json!({
             "clean": report.is_clean(),
@@ -29,16 +31,22 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
             "bytes": report.bytes,
             "seconds": secs,
             "problems": report.problems,
+            "notes": report.notes,
         });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        outln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
     } else {
         for p in &report.problems {
+            let (shard, reason) = (escaped(&p.shard), escaped(&p.reason));
             match p.record {
-                Some(r) => println!("CORRUPT {} record {r} at byte {}: {}", p.shard, p.offset, p.reason),
-                None => println!("CORRUPT {} at byte {}: {}", p.shard, p.offset, p.reason),
+                Some(r) => outln!(out, "CORRUPT {shard} record {r} at byte {}: {reason}", p.offset)?,
+                None => outln!(out, "CORRUPT {shard} at byte {}: {reason}", p.offset)?,
             }
         }
-        println!(
+        for note in &report.notes {
+            outln!(out, "note: {}", escaped(&note.to_string()))?;
+        }
+        outln!(
+            out,
             "{}: {} shards, {} records, {} checked in {:.2} s, {} problem{}",
             if report.is_clean() { "ok" } else { "CORRUPT" },
             report.shards,
@@ -47,7 +55,18 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
             secs,
             report.problems.len(),
             if report.problems.len() == 1 { "" } else { "s" }
-        );
+        )?;
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    out.finish()?;
+    if report.is_clean() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Every failing command says why on stderr, in one line.
+    let n = report.problems.len();
+    eprintln!(
+        "error: {} is corrupt: {n} problem{} (listed on stdout)",
+        crate::output::escaped_path(dir),
+        if n == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::from(1))
 }

@@ -10,7 +10,10 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!("{}: {}", record.level().as_str().to_lowercase(), record.args());
+            // Messages name files and records: one line each, whatever
+            // the names hold.
+            let message = record.args().to_string();
+            eprintln!("{}: {}", record.level().as_str().to_lowercase(), crate::output::escaped(&message));
         }
     }
 

@@ -1,7 +1,16 @@
 //! The `ringfeed` command: pack datasets, inspect them, verify them.
 //!
-//! Exit codes: 0 success; 1 corruption found (`verify`, or damaged data met
-//! by any command); 2 usage, configuration or I/O errors.
+//! Exit codes, the same for every command (a condition gives the same code
+//! whichever command meets it):
+//!
+//! | code | meaning | e.g. |
+//! |---|---|---|
+//! | 0 | success | `verify` found nothing wrong; `--help` |
+//! | 1 | a data problem: the dataset (or the source being packed) is damaged or incomplete | a checksum mismatch, a truncated or malformed shard or manifest, a shard the manifest lists that is missing, an undecodable image under `--on-corrupt fail`, a corrupt TFRecord/tar/FFRecord input, `bench --check-coverage` finding a record missing |
+//! | 2 | usage, environment or I/O | a bad option or a value out of its range, a path that is not a dataset, an image pipeline on a dataset that is not of images, permission denied, disk full, stdout that cannot be written (a closed pipe exits 2 without a message), a dataset locked by another pack, memlock or io_uring limits, an internal error |
+//!
+//! Every failure prints one line on stderr, `error: ...`, with control
+//! characters escaped.
 
 mod cmd_bench;
 mod cmd_inspect;
@@ -10,8 +19,10 @@ mod cmd_pack;
 mod cmd_verify;
 mod logger;
 mod order_args;
+mod output;
 mod units;
 
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,14 +65,33 @@ enum Command {
 fn main() -> ExitCode {
     // A bug must still end in one line and exit code 2, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error (please report it): {info}");
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str));
+        // `println!` panics on a full or closed stdout; every command of
+        // ours writes through `output::Out`, this covers the rest.
+        match payload.and_then(|p| p.strip_prefix("failed printing to stdout: ")) {
+            // A closed pipe, as below: no message.
+            Some(reason) if reason.starts_with("Broken pipe") => {}
+            Some(reason) => eprintln!("error: cannot write to stdout: {}", output::escaped(reason)),
+            None => eprintln!("error: internal error (please report it): {}", one_line(&info.to_string())),
+        }
         std::process::exit(2);
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
+            if e.kind() == clap::error::ErrorKind::ValueValidation {
+                // Ours (sizes): the first line names the option, the value
+                // and what is wrong; the rest is a tip.
+                let text = e.to_string();
+                eprintln!("{}", one_line(text.lines().next().unwrap_or("error: invalid value")));
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };
@@ -76,9 +106,59 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
-            let corrupt = err.downcast_ref::<ringfeed::Error>().is_some_and(ringfeed::Error::is_corruption);
-            ExitCode::from(if corrupt { 1 } else { 2 })
+            let closed_pipe = err
+                .downcast_ref::<output::StdoutError>()
+                .is_some_and(|e| e.0.kind() == ErrorKind::BrokenPipe);
+            // Whoever closed the pipe stopped reading on purpose (`| head`):
+            // fail as a program killed by SIGPIPE would, without a message.
+            if !closed_pipe {
+                eprintln!("error: {}", one_line(&err.to_string()));
+            }
+            ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// A finding about the data that is not a [`ringfeed::Error`] (e.g.
+/// `bench --check-coverage`); exit code 1.
+#[derive(Debug)]
+pub(crate) struct DataProblem(pub(crate) String);
+
+impl std::fmt::Display for DataProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DataProblem {}
+
+/// The exit code of a failed command; see the table in the crate docs.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<DataProblem>().is_some() {
+        return 1;
+    }
+    match err.downcast_ref::<ringfeed::Error>() {
+        Some(e) if e.is_corruption() || is_missing_shard(e) => 1,
+        _ => 2,
+    }
+}
+
+/// A file of a dataset that its manifest lists is gone: the dataset is
+/// incomplete, a data problem like a truncated shard (and what `verify`
+/// reports as a problem), not a usage error.
+fn is_missing_shard(e: &ringfeed::Error) -> bool {
+    match e {
+        ringfeed::Error::Io { source, path, .. } => {
+            source.kind() == ErrorKind::NotFound
+                && path.file_name().is_some_and(|name| name != ringfeed::MANIFEST_FILE)
+                && path.parent().is_some_and(|dir| dir.join(ringfeed::MANIFEST_FILE).is_file())
+        }
+        _ => false,
+    }
+}
+
+/// `message` on one line: control characters (a newline in a file name)
+/// escaped.
+fn one_line(message: &str) -> String {
+    output::escaped(message).into_owned()
 }

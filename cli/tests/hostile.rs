@@ -5,6 +5,14 @@
 
 #[path = "hostile/dataset_files.rs"]
 mod dataset_files;
+#[path = "hostile/limits.rs"]
+mod limits;
+#[path = "hostile/manifest.rs"]
+mod manifest;
+#[path = "hostile/output.rs"]
+mod output;
+#[path = "hostile/pack.rs"]
+mod pack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -101,7 +109,10 @@ fn restore(root: &Path) {
 
 /// Every row of the table.
 fn all_cases() -> Vec<&'static Case> {
-    [dataset_files::CASES].into_iter().flatten().collect()
+    [dataset_files::CASES, pack::CASES, manifest::CASES, limits::CASES, output::CASES]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
 pub use crate::engine::images::{
     BatchMemory, ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images,
 };
+pub use crate::engine::io_backend::{IO_BACKEND_ENV, IoBackend};
 pub use crate::engine::loader::Loader;
 pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};

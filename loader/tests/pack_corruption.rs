@@ -40,7 +40,9 @@ fn reseal(dir: &Path, shard: &Path) {
             s["bytes"] = (b.len() as u64).into();
         }
     }
-    fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    // With a fresh manifest checksum, so that only the shard edit is wrong.
+    let m: ringfeed::Manifest = serde_json::from_value(m).unwrap();
+    fs::write(&mpath, m.to_bytes()).unwrap();
 }
 
 fn open_err(dir: &Path) -> Error {
@@ -170,8 +172,9 @@ fn wrong_magic_and_version_are_named() {
     fs::write(&shard, &orig).unwrap();
     reseal(dir.path(), &shard);
     let mpath = dir.path().join("manifest.json");
-    let text = fs::read_to_string(&mpath).unwrap().replace("\"version\":1", "\"version\":9");
-    fs::write(&mpath, text).unwrap();
+    let mut m: ringfeed::Manifest = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    m.version = 9;
+    fs::write(&mpath, m.to_bytes()).unwrap();
     let err = open_err(dir.path());
     assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("version 9"), "{err}");
 }

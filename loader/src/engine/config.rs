@@ -1,4 +1,11 @@
-//! [`LoaderBuilder`]: every knob of the loader, with defaults.
+//! [`LoaderBuilder`]: every knob of the loader, with defaults and ranges.
+//!
+//! Every size and count is checked in [`LoaderBuilder::build`], before
+//! anything is allocated from it: a value out of range is an
+//! [`Error::Config`] that names the range, never an abort on a huge
+//! allocation or a silently different setting. The ranges are wide enough
+//! for any real job and narrow enough that the largest allowed value still
+//! fits in memory (or, for counts of cores, on the CPUs).
 
 use std::path::PathBuf;
 
@@ -47,7 +54,8 @@ pub struct LoaderBuilder {
     pub(crate) cores: Option<usize>,
     pub(crate) cpus: Option<Vec<usize>>,
     pub(crate) io_mode: IoMode,
-    pub(crate) prefetch: usize,
+    pub(crate) io_backend: super::io_backend::IoBackend,
+    pub(crate) prefetch: Option<usize>,
     pub(crate) on_error: ErrorPolicy,
     pub(crate) start_epoch: u64,
     pub(crate) start_batch: u64,
@@ -73,7 +81,8 @@ impl LoaderBuilder {
             cores: None,
             cpus: None,
             io_mode: IoMode::Auto,
-            prefetch: 8,
+            io_backend: super::io_backend::IoBackend::Auto,
+            prefetch: None,
             on_error: ErrorPolicy::Fail,
             start_epoch: 0,
             start_batch: 0,
@@ -88,7 +97,7 @@ impl LoaderBuilder {
         }
     }
 
-    /// Records per batch. Default: 64.
+    /// Records per batch, `1..=65536`. Default: 64.
     pub fn batch_size(mut self, n: u64) -> Self {
         self.batch_size = n;
         self
@@ -100,7 +109,9 @@ impl LoaderBuilder {
         self
     }
 
-    /// Epoch order. Default: [`Shuffle::Global`].
+    /// Epoch order. [`Shuffle::Block`] takes any `block_len` and `window`
+    /// from 1 up: neither costs memory (see [`prefetch`](Self::prefetch)
+    /// for what a window's reads hold). Default: [`Shuffle::Global`].
     pub fn shuffle(mut self, shuffle: Shuffle) -> Self {
         self.shuffle = shuffle;
         self
@@ -130,15 +141,17 @@ impl LoaderBuilder {
     /// `LOCAL_RANK`, so the processes on a node get disjoint cores. More
     /// cores than the share has are fenced to the share, not pinned.
     /// [`Loader::worker_cpus`](crate::Loader::worker_cpus) tells where the
-    /// workers run.
+    /// workers run. Range: 1 to 4 per CPU of the affinity mask (more
+    /// could never run at once, and each costs its own I/O memory).
     pub fn cores(mut self, n: usize) -> Self {
         self.cores = Some(n);
         self
     }
 
     /// CPUs to pin the workers to, one each; sets the number of cores and
-    /// overrides the choice described at [`cores`](Self::cores). Default:
-    /// none (that choice).
+    /// overrides the choice described at [`cores`](Self::cores). Each must
+    /// be in this process's affinity mask, and there may be as many as
+    /// [`cores`](Self::cores) allows. Default: none (that choice).
     pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
         self.cpus = Some(cpus);
         self
@@ -150,16 +163,32 @@ impl LoaderBuilder {
         self
     }
 
+    /// io_uring executors or blocking-read threads; `Auto` picks io_uring
+    /// when this process may use it (and honours `RINGFEED_IO`). Default:
+    /// [`IoBackend::Auto`](super::io_backend::IoBackend::Auto).
+    pub fn io_backend(mut self, backend: super::io_backend::IoBackend) -> Self {
+        self.io_backend = backend;
+        self
+    }
+
     /// Batches ahead of the consumer, across all workers, counting those
     /// still being read; with the batch size this bounds the loader's
-    /// memory. Two units are being read at any time (a unit is one batch,
-    /// or a window's worth in block mode), plus one per core when images
-    /// are decoded (its reads overlap the decoding of the unit before),
-    /// and each core queues at least one batch, so that is the smallest
-    /// effective depth.
-    /// Default: 8.
+    /// memory, whatever the shuffle. Two units are being read at any time,
+    /// plus one per core when images are decoded (its reads overlap the
+    /// decoding of the unit before); a unit is one batch, or in block mode
+    /// as many batches of a window as fit in `prefetch` with the other
+    /// units being read (a whole window coalesces best: give block mode
+    /// the depth it needs). Each core queues at least one batch and reads
+    /// at least one-batch units, so the loader holds at most
+    /// `max(prefetch + 2 × cores, cores × (units per core + 1)) + 2`
+    /// batches (each its records' buffer and, with pooled images, its
+    /// images' buffer), whatever the window;
+    /// [`MetricsSnapshot::batch_buffer_bytes_max`](crate::MetricsSnapshot::batch_buffer_bytes_max)
+    /// reports the most it held. Range: `1..=1024`. Default: 8; in block
+    /// mode, enough batches to read whole windows (`units being read ×
+    /// ceil(window / batch) + cores`), from 8 up to at most 64.
     pub fn prefetch(mut self, batches: usize) -> Self {
-        self.prefetch = batches;
+        self.prefetch = Some(batches);
         self
     }
 
@@ -175,29 +204,35 @@ impl LoaderBuilder {
         self
     }
 
-    /// Epochs to run, counting the first (partial, when resuming) one.
+    /// Epochs to run, counting the first (partial, when resuming) one; the
+    /// last epoch's number, start plus epochs, must fit in a `u64`.
     /// Default: 1.
     pub fn epochs(mut self, n: u64) -> Self {
         self.epochs = n;
         self
     }
 
-    /// io_uring buffer memory per core. Default: 16 MiB, less when the
-    /// locked-memory limit requires it.
+    /// io_uring buffer memory per core, 64 KiB..=1 GiB (registered with
+    /// the kernel, so pinned: more only takes memory from the training
+    /// job). Default: 16 MiB, less when the locked-memory limit requires
+    /// it.
     pub fn io_memory(mut self, bytes: usize) -> Self {
         self.io_memory = Some(bytes);
         self
     }
 
-    /// Largest read request made by merging neighbouring records.
-    /// Default: 1 MiB.
+    /// Largest read request made by merging neighbouring records, 1 byte
+    /// ..= 64 MiB (larger requests only add latency and read
+    /// amplification; a single record larger than this is still read
+    /// whole). Default: 1 MiB.
     pub fn max_merge(mut self, bytes: u64) -> Self {
         self.max_merge = bytes;
         self
     }
 
     /// Largest gap between records that are still read with one request
-    /// (the gap's bytes are read and discarded). Default: 32 KiB.
+    /// (the gap's bytes are read and discarded), `0..=max_merge`.
+    /// Default: 32 KiB.
     pub fn max_gap(mut self, bytes: u64) -> Self {
         self.max_gap = bytes;
         self
@@ -205,7 +240,10 @@ impl LoaderBuilder {
 
     /// Decodes and augments every record as an image on the worker cores,
     /// delivering `[B, C, H, W]` tensors in [`Batch::images`](crate::Batch::images)
-    /// next to the raw payloads. Default: none (raw records only).
+    /// next to the raw payloads. The output side (train size, val crop) is
+    /// `1..=8192`, the val resize `crop..=16384`, and one batch of images
+    /// (`B × 3 × side² ×` 1 or 4 bytes) at most 4 GiB. Default: none (raw
+    /// records only).
     pub fn images(mut self, pipeline: super::images::ImagePipeline) -> Self {
         self.images = Some(pipeline);
         self
@@ -285,6 +323,69 @@ impl LoaderBuilder {
         }
     }
 
+    /// Every range of the setters' docs, checked before anything is
+    /// allocated or started.
+    fn check(&self) -> Result<()> {
+        check_range("batch size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        if let Some(p) = self.prefetch {
+            check_range("prefetch", p as u64, 1, MAX_PREFETCH as u64)?;
+        }
+        if let Shuffle::Block { block_len, window } = self.shuffle {
+            check_range("block_len", block_len, 1, u64::MAX)?;
+            check_range("window", window, 1, u64::MAX)?;
+        }
+        if self.start_epoch.checked_add(self.epochs).is_none() {
+            return Err(Error::Config(format!(
+                "epochs must be 0..={} from start epoch {}, got {}",
+                u64::MAX - self.start_epoch,
+                self.start_epoch,
+                self.epochs
+            )));
+        }
+        self.check_cores()?;
+        if let Some(bytes) = self.io_memory {
+            check_bytes("io_memory", bytes as u64, MIN_IO_MEMORY, MAX_IO_MEMORY)?;
+        }
+        check_bytes("max_merge", self.max_merge, 1, MAX_MERGE)?;
+        check_bytes("max_gap", self.max_gap, 0, self.max_merge)?;
+        if let Some(images) = &self.images {
+            check_images(images, self.batch_size)?;
+        }
+        if self.sample_transform.is_some() && self.images.is_none() {
+            return Err(Error::Config(
+                "a sample transform needs an image pipeline (LoaderBuilder::images)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cores and CPUs against this process's affinity mask.
+    fn check_cores(&self) -> Result<()> {
+        // Where the mask cannot be read, starting the workers says so.
+        let Ok(allowed) = crate::sys::affinity::allowed_cpus() else { return Ok(()) };
+        let most = (allowed.len() * MAX_CORES_PER_CPU) as u64;
+        let range = |what: &str, n: usize| {
+            check_range(what, n as u64, 1, most).map_err(|_| {
+                Error::Config(format!(
+                    "{what} must be 1..={most} ({MAX_CORES_PER_CPU} per CPU of this process's {} allowed), got {n}",
+                    allowed.len()
+                ))
+            })
+        };
+        if let Some(cpus) = &self.cpus {
+            range("the number of CPUs", cpus.len())?;
+            if let Some(cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return Err(Error::Config(format!(
+                    "CPU {cpu} is not in this process's affinity mask ({})",
+                    cpu_list(&allowed)
+                )));
+            }
+        } else if let Some(n) = self.cores {
+            range("cores", n)?;
+        }
+        Ok(())
+    }
+
     /// Opens the dataset, starts the workers and returns the loader. Blocks
     /// the calling thread meanwhile; see [`build_async`](Self::build_async).
     pub fn build(mut self) -> Result<Loader> {
@@ -297,28 +398,138 @@ impl LoaderBuilder {
             self.start_epoch = st.epoch;
             self.start_batch = st.next_batch;
         }
-        if self.batch_size == 0 {
-            return Err(Error::Config("batch size must be at least 1".into()));
-        }
-        if self.prefetch == 0 {
-            return Err(Error::Config("prefetch must be at least 1 batch".into()));
-        }
-        if matches!(self.cores, Some(0)) || self.cpus.as_ref().is_some_and(Vec::is_empty) {
-            return Err(Error::Config("at least one core is needed".into()));
-        }
-        if self.sample_transform.is_some() && self.images.is_none() {
-            return Err(Error::Config(
-                "a sample transform needs an image pipeline (LoaderBuilder::images)".into(),
-            ));
-        }
-        if self.max_merge == 0 {
-            return Err(Error::Config("max_merge must be at least 1 byte".into()));
-        }
-        if let Shuffle::Block { block_len, window } = self.shuffle
-            && (block_len == 0 || window == 0)
-        {
-            return Err(Error::Config("block shuffle needs block_len and window of at least 1".into()));
+        self.check()?;
+        if self.images.is_some() {
+            check_image_dataset(&self.dataset)?;
         }
         Loader::start(self)
+    }
+}
+
+/// Most records per batch.
+pub(crate) const MAX_BATCH_SIZE: u64 = 1 << 16;
+/// Most batches of [`LoaderBuilder::prefetch`].
+pub(crate) const MAX_PREFETCH: usize = 1024;
+/// Most workers per CPU the process may run on.
+pub(crate) const MAX_CORES_PER_CPU: usize = 4;
+/// Range of [`LoaderBuilder::io_memory`]: glommio's smallest workable pool,
+/// and a cap far above what keeps a device busy (16 MiB does).
+pub(crate) const MIN_IO_MEMORY: u64 = 64 << 10;
+pub(crate) const MAX_IO_MEMORY: u64 = 1 << 30;
+/// Most bytes of [`LoaderBuilder::max_merge`].
+pub(crate) const MAX_MERGE: u64 = 64 << 20;
+/// Largest output side of an image pipeline (the decoder's own limit) and
+/// largest val resize.
+const MAX_IMAGE_SIDE: u64 = 8192;
+const MAX_IMAGE_RESIZE: u64 = 16384;
+/// Most bytes of one batch of decoded images.
+const MAX_IMAGE_BATCH_BYTES: u64 = 4 << 30;
+
+/// `Err(Config)` naming `what`, its range and the value, unless `lo <=
+/// value <= hi`.
+pub(crate) fn check_range(what: &str, value: u64, lo: u64, hi: u64) -> Result<()> {
+    if (lo..=hi).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Config(format!("{what} must be {lo}..={hi}, got {value}")))
+}
+
+/// [`check_range`] for byte sizes, which it also prints with binary units.
+fn check_bytes(what: &str, value: u64, lo: u64, hi: u64) -> Result<()> {
+    if (lo..=hi).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{what} must be {}..={} bytes, got {value} ({})",
+        binary(lo),
+        binary(hi),
+        binary(value)
+    )))
+}
+
+/// `64 KiB`, `1 GiB`, `1000 B`: the largest binary unit that divides
+/// evenly or keeps one decimal.
+fn binary(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >> (10 * (unit + 1)) >= 1 {
+        unit += 1;
+    }
+    let scale = 1u64 << (10 * unit);
+    if bytes.is_multiple_of(scale) {
+        format!("{} {}", bytes / scale, UNITS[unit])
+    } else {
+        format!("{:.1} {}", bytes as f64 / scale as f64, UNITS[unit])
+    }
+}
+
+/// A CPU list as `taskset` prints it: `0-3,6`.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// The output side, val resize and batch memory of an image pipeline.
+fn check_images(images: &super::images::ImagePipeline, batch: u64) -> Result<()> {
+    let (side, dtype) = images.side_and_dtype()?;
+    check_range("image side", side as u64, 1, MAX_IMAGE_SIDE)?;
+    if let super::images::ImageTransform::Val { resize, crop } = images.transform {
+        check_range("val resize", u64::from(resize), u64::from(crop), MAX_IMAGE_RESIZE)?;
+    }
+    let element = if dtype == super::images::ImageDtype::U8 { 1 } else { 4 };
+    let bytes = batch.saturating_mul(3 * side as u64 * side as u64 * element);
+    if bytes > MAX_IMAGE_BATCH_BYTES {
+        return Err(Error::Config(format!(
+            "a batch of {batch} images of [3, {side}, {side}] {dtype:?} takes {}; at most {} is allowed: \
+             lower the batch size or the image side",
+            binary(bytes),
+            binary(MAX_IMAGE_BATCH_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an image pipeline on a dataset whose records are not images,
+/// before anything starts: every record would fail to decode.
+fn check_image_dataset(dataset: &std::path::Path) -> Result<()> {
+    let manifest = crate::pack::manifest::Manifest::load(dataset)?;
+    let payload = &manifest.schema.payload;
+    if *payload != crate::pack::manifest::Payload::Image {
+        return Err(Error::Config(format!(
+            "an image pipeline needs a dataset of images; {} holds {payload} records (packed from {})",
+            dataset.display(),
+            manifest.source
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(binary(64 << 10), "64 KiB");
+        assert_eq!(binary(1 << 30), "1 GiB");
+        assert_eq!(binary(1000), "1000 B");
+        assert_eq!(binary(3 << 29), "1.5 GiB");
+        assert_eq!(binary(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn cpu_lists_are_compact() {
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(cpu_list(&[5]), "5");
+        assert_eq!(cpu_list(&[]), "");
     }
 }

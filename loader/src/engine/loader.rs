@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use glommio::{CpuSet, ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use super::io_backend::{IoBackend, resolve_backend};
+
 use super::batch::Batch;
 use super::config::LoaderBuilder;
 use super::metrics::{Metrics, MetricsSnapshot};
-use super::plan::{EpochPlan, Shuffle, Unit, units};
+use super::plan::{EpochPlan, Unit, units};
 use super::pool::BufferPool;
 use super::resources::{IoMode, io_memory, resolve_io};
 use super::state::LoaderState;
@@ -24,8 +26,10 @@ use crate::pack::reader::Dataset;
 /// Streams batches of a pack dataset, epoch after epoch.
 ///
 /// One pinned glommio executor per core reads with io_uring (direct or
-/// buffered I/O), checks every record's CRC32C and assembles whole batches;
-/// the consumer receives them in a fixed order through bounded channels, as
+/// buffered I/O; where io_uring is unavailable, one pinned thread per core
+/// with blocking reads, see [`IoBackend`]), checks every record's CRC32C
+/// and assembles whole batches; the consumer receives them in a fixed
+/// order through bounded channels, as
 /// a blocking [`Iterator`], with [`next_async`](Loader::next_async), or as a
 /// [`Stream`](futures_lite::Stream) via [`into_stream`](Loader::into_stream)
 /// from any async runtime. Batch `b` of epoch `e` holds the same records
@@ -51,7 +55,7 @@ use crate::pack::reader::Dataset;
 /// ```
 pub struct Loader {
     receivers: Vec<flume::Receiver<Result<Batch>>>,
-    workers: Vec<ExecutorJoinHandle<()>>,
+    workers: Vec<WorkerThread>,
     units: Box<dyn Iterator<Item = Unit> + Send>,
     /// Units handed out so far; the next unit comes from worker `seq % cores`.
     seq: usize,
@@ -63,6 +67,7 @@ pub struct Loader {
     stop: Arc<AtomicBool>,
     finished: bool,
     io_mode: IoMode,
+    backend: IoBackend,
     started: Instant,
     first_batch: Option<std::time::Duration>,
     /// The CPUs each worker found itself allowed on, once it started.
@@ -75,6 +80,7 @@ impl std::fmt::Debug for Loader {
             .field("state", &self.state)
             .field("cores", &self.receivers.len())
             .field("io_mode", &self.io_mode)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +93,9 @@ impl Loader {
 
     pub(crate) fn start(cfg: LoaderBuilder) -> Result<Loader> {
         let started = Instant::now();
+        // Before the dataset opens its shards: it sizes its cap of open
+        // files from the descriptor limit, raised to the hard one.
+        let backend = resolve_backend(cfg.io_backend)?;
         let dataset = Arc::new(Dataset::open(&cfg.dataset)?);
         let n = dataset.len();
         let mut ddp = match cfg.ddp {
@@ -116,22 +125,36 @@ impl Loader {
                 cfg.start_batch
             )));
         }
-        let unit_len = match cfg.shuffle {
-            Shuffle::Block { window, .. } => window.div_ceil(cfg.batch_size).max(1),
-            _ => 1,
-        };
+        let reads = worker::reads_in_flight(cores, cfg.images.is_some());
+        // Block mode's units are bounded by the prefetch depth, not the window.
+        let (unit_len, prefetch) =
+            super::plan::read_ahead(cfg.shuffle, cfg.batch_size, cfg.prefetch, cores, reads);
         let end_epoch = cfg.start_epoch + cfg.epochs;
         let probe = dataset.shards().first().map(|s| s.path().to_path_buf());
-        let (io, align) = resolve_io(cfg.io_mode, dataset.manifest().bytes, probe.as_deref())?;
-        let io_mem = io_memory(cores, cfg.io_memory)?;
+        let (io, align, io_mem) = match backend {
+            // Blocking reads go through the page cache and need neither
+            // alignment nor locked memory.
+            IoBackend::Blocking => {
+                if cfg.io_mode == IoMode::Direct {
+                    log::warn!(
+                        "direct I/O needs io_uring here; the blocking reads go through the page cache"
+                    );
+                }
+                (IoMode::Buffered, 1, super::resources::DEFAULT_IO_MEMORY)
+            }
+            _ => {
+                let (io, align) = resolve_io(cfg.io_mode, dataset.manifest().bytes, probe.as_deref())?;
+                (io, align, io_memory(cores, cfg.io_memory)?)
+            }
+        };
+        let open_shards = crate::sys::limits::worker_open_shards(cores);
         let metrics = Arc::new(Metrics::default());
         let stop = Arc::new(AtomicBool::new(false));
         // `prefetch` counts every batch ahead of the consumer: queued in a
         // channel or still being read.
-        let reads = worker::reads_in_flight(cores, cfg.images.is_some());
         let reading = reads * unit_len as usize;
-        let per_worker = cfg.prefetch.div_ceil(cores).saturating_sub(reading).max(1);
-        let pool = BufferPool::new(cores * (per_worker + reading) + 2);
+        let per_worker = prefetch.div_ceil(cores).saturating_sub(reading).max(1);
+        let pool = BufferPool::new(cores * (per_worker + reading) + 2, metrics.clone());
         let mut receivers = Vec::with_capacity(cores);
         let mut workers = Vec::with_capacity(cores);
         let mut first_batch = if let Some(images) = &cfg.images {
@@ -139,7 +162,16 @@ impl Loader {
         } else {
             (0..cores).map(|_| None).collect()
         };
-        for (id, placement) in placements.into_iter().enumerate() {
+        // Read the topology (sysfs) once, not once per worker.
+        let fence = match placements.first() {
+            Some(Place::Fenced(share)) if backend != IoBackend::Blocking => Some(
+                CpuSet::online()
+                    .map_err(|e| Error::Config(format!("cannot read the CPU topology: {e}")))?
+                    .filter(|l| share.contains(&l.cpu)),
+            ),
+            _ => None,
+        };
+        for (id, place) in placements.into_iter().enumerate() {
             let (tx, rx) = flume::bounded(per_worker);
             receivers.push(rx);
             let spec = WorkerSpec {
@@ -156,6 +188,9 @@ impl Loader {
                 end_epoch,
                 batches_per_epoch,
                 io,
+                backend,
+                open_shards,
+                max_reads: (open_shards / reads).max(1),
                 align,
                 max_merge: cfg.max_merge,
                 max_gap: cfg.max_gap,
@@ -171,12 +206,28 @@ impl Loader {
                 first_batch: first_batch[id].take(),
                 placed: placed.clone(),
             };
-            let handle = LocalExecutorBuilder::new(placement)
-                .name(&format!("ringfeed-{id}"))
-                .io_memory(io_mem)
-                .spawn(move || worker::run(spec))
-                .map_err(|e| Error::Shutdown(format!("cannot start worker {id}: {e}")))?;
-            workers.push(handle);
+            let started = if backend == IoBackend::Blocking {
+                start_blocking(id, place, spec)
+            } else {
+                let placement = match (place, &fence) {
+                    (Place::Fixed(cpu), _) => Placement::Fixed(cpu),
+                    (Place::Fenced(_), Some(fence)) => Placement::Fenced(fence.clone()),
+                    (Place::Fenced(_), None) => Placement::Unbound,
+                };
+                LocalExecutorBuilder::new(placement)
+                    .name(&format!("ringfeed-{id}"))
+                    .io_memory(io_mem)
+                    // How often a decoding worker stops to reap completions
+                    // and issue its next reads: glommio's default (100 ms)
+                    // is a whole batch of decoding, so the next unit's reads
+                    // would mostly wait for it. Safe only with the
+                    // scheduler patch in vendor/glommio/PATCHED.md.
+                    .preempt_timer(std::time::Duration::from_millis(5))
+                    .spawn(move || worker::run(spec))
+                    .map(WorkerThread::Uring)
+                    .map_err(|e| e.to_string())
+            };
+            workers.push(started.map_err(|e| Error::Shutdown(format!("cannot start worker {id}: {e}")))?);
         }
         let state = LoaderState {
             seed: cfg.seed,
@@ -201,6 +252,7 @@ impl Loader {
             stop,
             finished: false,
             io_mode: io,
+            backend,
             started,
             first_batch: None,
             placed,
@@ -220,6 +272,12 @@ impl Loader {
     /// The I/O mode in use (`Auto` resolved).
     pub fn io_mode(&self) -> IoMode {
         self.io_mode
+    }
+
+    /// What runs the workers and issues their reads (`Auto` resolved):
+    /// [`IoBackend::Blocking`] where io_uring is unavailable.
+    pub fn io_backend(&self) -> IoBackend {
+        self.backend
     }
 
     /// Number of worker cores.
@@ -377,6 +435,46 @@ impl Drop for Loader {
     }
 }
 
+/// A running worker's thread.
+enum WorkerThread {
+    Uring(ExecutorJoinHandle<()>),
+    Blocking(std::thread::JoinHandle<()>),
+}
+
+impl WorkerThread {
+    fn join(self) -> std::result::Result<(), String> {
+        match self {
+            WorkerThread::Uring(h) => h.join().map_err(|e| e.to_string()),
+            WorkerThread::Blocking(h) => h.join().map_err(|_| "the worker thread panicked".to_string()),
+        }
+    }
+}
+
+/// Starts a worker on a plain thread placed like a glommio executor would
+/// be, driving the same worker future with blocking reads.
+fn start_blocking(id: usize, place: Place, spec: WorkerSpec) -> std::result::Result<WorkerThread, String> {
+    std::thread::Builder::new()
+        .name(format!("ringfeed-{id}"))
+        .spawn(move || {
+            let cpus = match place {
+                Place::Fixed(cpu) => vec![cpu],
+                Place::Fenced(share) => share,
+            };
+            if let Err(e) = crate::sys::pin_thread(&cpus) {
+                log::warn!("worker {id} cannot be placed on CPUs {cpus:?}: {e}; it runs unpinned");
+            }
+            futures_lite::future::block_on(worker::run(spec));
+        })
+        .map(WorkerThread::Blocking)
+        .map_err(|e| e.to_string())
+}
+
+/// Where a worker runs: pinned to one CPU, or fenced to a set of them.
+enum Place {
+    Fixed(usize),
+    Fenced(Vec<usize>),
+}
+
 /// Where each worker runs. Explicit CPUs are taken as given. Otherwise the
 /// CPUs are this process's share of its affinity mask: the whole mask, or
 /// under torchrun (`LOCAL_RANK` of `LOCAL_WORLD_SIZE` processes on this
@@ -384,9 +482,9 @@ impl Drop for Loader {
 /// that the loaders of a node's processes get disjoint cores. One worker
 /// per CPU of the share by default, each pinned to its CPU; more workers
 /// than CPUs are fenced to the share instead of pinned.
-fn placements(cpus: Option<&[usize]>, cores: Option<usize>) -> Result<Vec<Placement>> {
+fn placements(cpus: Option<&[usize]>, cores: Option<usize>) -> Result<Vec<Place>> {
     if let Some(cpus) = cpus {
-        return Ok(cpus.iter().map(|&c| Placement::Fixed(c)).collect());
+        return Ok(cpus.iter().map(|&c| Place::Fixed(c)).collect());
     }
     let allowed = crate::sys::affinity::allowed_cpus()
         .map_err(|e| Error::Config(format!("cannot read this process's CPU affinity: {e}")))?;
@@ -400,13 +498,9 @@ fn placements(cpus: Option<&[usize]>, cores: Option<usize>) -> Result<Vec<Placem
     let share = crate::sys::affinity::local_share(&allowed, local_rank as usize, local_world as usize);
     let cores = cores.unwrap_or(share.len());
     if cores <= share.len() {
-        return Ok(share[..cores].iter().map(|&c| Placement::Fixed(c)).collect());
+        return Ok(share[..cores].iter().map(|&c| Place::Fixed(c)).collect());
     }
-    // Read the topology (sysfs) once, not once per worker.
-    let fence = CpuSet::online()
-        .map_err(|e| Error::Config(format!("cannot read the CPU topology: {e}")))?
-        .filter(|l| share.contains(&l.cpu));
-    Ok((0..cores).map(|_| Placement::Fenced(fence.clone())).collect())
+    Ok((0..cores).map(|_| Place::Fenced(share.clone())).collect())
 }
 
 /// `(samples, bytes per sample)` of the run's first batch, for allocating

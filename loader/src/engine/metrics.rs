@@ -30,6 +30,9 @@ pub(crate) struct Metrics {
     pub(crate) decode_ns: AtomicU64,
     pub(crate) augment_ns: AtomicU64,
     latency: [AtomicU64; BUCKETS],
+    /// Bytes of batch buffers mapped now, and the most at any time.
+    buffer_bytes: AtomicU64,
+    buffer_bytes_max: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +42,20 @@ impl Metrics {
         self.latency[bucket].fetch_add(1, Relaxed);
         self.reads.fetch_add(1, Relaxed);
         self.io_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn buffer_mapped(&self, bytes: u64) {
+        let now = self.buffer_bytes.fetch_add(bytes, Relaxed) + bytes;
+        self.buffer_bytes_max.fetch_max(now, Relaxed);
+    }
+
+    pub(crate) fn buffer_unmapped(&self, bytes: u64) {
+        self.buffer_bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn buffer_bytes(&self) -> u64 {
+        self.buffer_bytes.load(Relaxed)
     }
 
     /// Counts a corrupt record that the policy tolerates, keeping (and
@@ -77,6 +94,7 @@ impl Metrics {
             read_latency_us_p99: percentile(&hist, 0.99),
             read_latency_us_max: hist.iter().rposition(|&c| c > 0).map_or(0, |i| 1u64 << (i + 1)),
             read_latency_histogram: hist,
+            batch_buffer_bytes_max: self.buffer_bytes_max.load(Relaxed),
         }
     }
 }
@@ -142,6 +160,10 @@ pub struct MetricsSnapshot {
     pub read_latency_us_max: u64,
     /// Reads per latency bucket: bucket `i` is `[2^i, 2^(i+1))` µs.
     pub read_latency_histogram: Vec<u64>,
+    /// Most bytes of batch buffers (records and pooled images) mapped at
+    /// once, in use or kept for reuse: what
+    /// [`LoaderBuilder::prefetch`](crate::LoaderBuilder::prefetch) bounds.
+    pub batch_buffer_bytes_max: u64,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub(crate) mod coalesce;
 pub(crate) mod config;
 pub(crate) mod first_batch;
 pub(crate) mod images;
+pub(crate) mod io_backend;
 pub(crate) mod loader;
 pub(crate) mod metrics;
 pub(crate) mod plan;

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use super::config::{MAX_BATCH_SIZE, check_range};
+use crate::error::Result;
 use crate::order::{BlockShuffle, DdpConfig, Permutation};
 
 /// How each epoch orders the records.
@@ -72,10 +73,13 @@ impl std::fmt::Debug for EpochPlan {
 
 impl EpochPlan {
     /// Plans epoch `epoch` of a dataset of `n` records.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) when `batch` is outside
+    /// `1..=65536` or a block size is 0.
     pub fn new(n: u64, shuffle: Shuffle, seed: u64, epoch: u64, ddp: DdpConfig, batch: u64) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::Config("batch size must be at least 1".into()));
-        }
+        check_range("batch size", batch, 1, MAX_BATCH_SIZE)?;
         let order = match shuffle {
             Shuffle::Sequential => Order::Sequential,
             Shuffle::Global => Order::Global(Permutation::new(n, seed, epoch)),
@@ -140,6 +144,44 @@ pub(crate) struct Unit {
     pub(crate) count: u64,
 }
 
+/// Prefetch depth when none is set.
+pub(crate) const DEFAULT_PREFETCH: usize = 8;
+/// The most the default depth grows to in block mode, so that a unit can
+/// cover a whole window (its reads coalesce best) without the window
+/// deciding the memory.
+pub(crate) const MAX_DEFAULT_BLOCK_PREFETCH: usize = 64;
+
+/// How a run is read by `cores` workers that each read `reads` units at
+/// once: batches per unit and the prefetch depth (`prefetch`, or the
+/// default). A unit is one batch, or in block mode the batches of a window
+/// as far as the depth allows: all the units being read fit in `prefetch`
+/// batches (one batch each at least), so memory follows the prefetch
+/// depth, never the window.
+pub(crate) fn read_ahead(
+    shuffle: Shuffle,
+    batch: u64,
+    prefetch: Option<usize>,
+    cores: usize,
+    reads: usize,
+) -> (u64, usize) {
+    let reading = cores.saturating_mul(reads).max(1);
+    let (window_batches, prefetch) = match shuffle {
+        Shuffle::Block { window, .. } => {
+            let window_batches = window.div_ceil(batch.max(1)).max(1);
+            // By default, deep enough to read whole windows (plus a queued
+            // batch per core), within a fixed cap.
+            let whole = usize::try_from(window_batches)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(reading)
+                .saturating_add(cores);
+            (window_batches, prefetch.unwrap_or(whole.clamp(DEFAULT_PREFETCH, MAX_DEFAULT_BLOCK_PREFETCH)))
+        }
+        _ => (1, prefetch.unwrap_or(DEFAULT_PREFETCH)),
+    };
+    let fits = u64::try_from(prefetch / reading).unwrap_or(u64::MAX).max(1);
+    (window_batches.min(fits), prefetch)
+}
+
 /// The units of a run, in delivery order: from batch `start_batch` of
 /// `start_epoch` up to the end of epoch `end_epoch - 1`.
 pub(crate) fn units(
@@ -197,6 +239,31 @@ mod tests {
             }
             assert_eq!(seen.len(), 10);
         }
+    }
+
+    #[test]
+    fn units_follow_the_prefetch_depth_not_the_window() {
+        let block = |window| Shuffle::Block { block_len: 64, window };
+        // Defaults: a whole window per unit while it fits in 64 batches.
+        assert_eq!(read_ahead(block(1024), 64, None, 2, 1), (16, 34));
+        assert_eq!(read_ahead(block(1 << 40), 64, None, 2, 1), (32, 64));
+        assert_eq!(read_ahead(Shuffle::Global, 64, None, 2, 1), (1, 8));
+        // An explicit depth bounds the unit whatever the window.
+        for window in [1024, 8192, 65536, u64::MAX] {
+            assert_eq!(read_ahead(block(window), 64, Some(1), 2, 1), (1, 1));
+            assert_eq!(read_ahead(block(window), 64, Some(8), 2, 2), (2, 8));
+        }
+        assert_eq!(read_ahead(block(100), 64, Some(1000), 1, 2), (2, 1000));
+    }
+
+    #[test]
+    fn batch_sizes_outside_the_range_are_refused() {
+        let ddp = DdpConfig::default();
+        for batch in [0, MAX_BATCH_SIZE + 1, u64::MAX] {
+            let err = EpochPlan::new(10, Shuffle::Global, 0, 0, ddp, batch).unwrap_err();
+            assert!(err.to_string().contains("batch size must be 1..=65536"), "{err}");
+        }
+        assert!(EpochPlan::new(10, Shuffle::Global, 0, 0, ddp, MAX_BATCH_SIZE).is_ok());
     }
 
     #[test]

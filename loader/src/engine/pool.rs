@@ -13,12 +13,17 @@
 //! allocator's fragmentation (measured with `Vec` buffers: 95 → 157 MB over
 //! 20 epochs). At most `capacity` buffers are kept, and a buffer is
 //! replaced when it is more than twice the size a batch needs, so the pool
-//! tracks typical batches, not the largest one ever seen.
+//! tracks typical batches, not the largest one ever seen. Every mapped
+//! byte, in use or kept, counts in the loader's metrics
+//! ([`MetricsSnapshot::batch_buffer_bytes_max`](crate::MetricsSnapshot::batch_buffer_bytes_max)),
+//! which is how the memory bound is tested.
 
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use memmap2::MmapMut;
+
+use super::metrics::Metrics;
 
 /// Buffer sizes are rounded up to this, so batches of similar size share
 /// buffers.
@@ -26,34 +31,62 @@ const GRANULE: usize = 256 << 10;
 
 #[derive(Debug)]
 pub(crate) struct BufferPool {
-    free: Mutex<Vec<MmapMut>>,
+    free: Mutex<Vec<Mapped>>,
     capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// An anonymous map, counted in the metrics for as long as it exists.
+#[derive(Debug)]
+struct Mapped {
+    map: MmapMut,
+    metrics: Arc<Metrics>,
+}
+
+impl Mapped {
+    fn new(len: usize, metrics: &Arc<Metrics>) -> std::io::Result<Self> {
+        let map = MmapMut::map_anon(len)?;
+        metrics.buffer_mapped(map.len() as u64);
+        Ok(Mapped { map, metrics: metrics.clone() })
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        self.metrics.buffer_unmapped(self.map.len() as u64);
+    }
 }
 
 /// A buffer being filled: `len` bytes of `map` are the batch.
 #[derive(Debug)]
 pub(crate) struct BatchBuf {
-    map: Option<MmapMut>,
+    map: Option<Mapped>,
     len: usize,
 }
 
 impl std::ops::Deref for BatchBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+        self.map.as_ref().map_or(&[], |m| &m.map[..self.len])
     }
 }
 
 impl std::ops::DerefMut for BatchBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         let len = self.len;
-        self.map.as_mut().map_or(&mut [], |m| &mut m[..len])
+        self.map.as_mut().map_or(&mut [], |m| &mut m.map[..len])
     }
 }
 
 impl BufferPool {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(BufferPool { free: Mutex::new(Vec::with_capacity(capacity)), capacity })
+    /// A pool keeping at most `capacity` free buffers, counting its maps
+    /// in `metrics`.
+    pub(crate) fn new(capacity: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(BufferPool { free: Mutex::new(Vec::with_capacity(capacity)), capacity, metrics })
     }
 
     /// A buffer of `len` bytes whose contents are unspecified (stale data
@@ -62,7 +95,7 @@ impl BufferPool {
         if len == 0 {
             return Ok(BatchBuf { map: None, len: 0 });
         }
-        let fits = |m: &MmapMut| m.len() >= len && m.len() <= 2 * len.max(GRANULE);
+        let fits = |m: &Mapped| m.len() >= len && m.len() <= 2 * len.max(GRANULE);
         let reused = {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
             // Best fit: the smallest free buffer that is large enough.
@@ -82,12 +115,12 @@ impl BufferPool {
         };
         let map = match reused {
             Some(m) => m,
-            None => MmapMut::map_anon(len.div_ceil(GRANULE) * GRANULE)?,
+            None => Mapped::new(len.div_ceil(GRANULE) * GRANULE, &self.metrics)?,
         };
         Ok(BatchBuf { map: Some(map), len })
     }
 
-    fn give(&self, map: MmapMut) {
+    fn give(&self, map: Mapped) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.push(map);
         if free.len() > self.capacity {
@@ -112,7 +145,7 @@ impl BufferPool {
 
 /// A pooled buffer owned by a `Bytes`.
 struct Pooled {
-    map: Option<MmapMut>,
+    map: Option<Mapped>,
     len: usize,
     /// Weak, so that batches outliving their loader free normally.
     pool: Weak<BufferPool>,
@@ -120,7 +153,7 @@ struct Pooled {
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+        self.map.as_ref().map_or(&[], |m| &m.map[..self.len])
     }
 }
 
@@ -142,9 +175,27 @@ mod tests {
         v
     }
 
+    fn pool(capacity: usize) -> Arc<BufferPool> {
+        BufferPool::new(capacity, Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn mapped_bytes_are_counted_until_unmapped() {
+        let pool = pool(1);
+        let a = pool.freeze(pool.take(GRANULE + 1).unwrap());
+        let b = pool.take(10).unwrap();
+        assert_eq!(pool.metrics.snapshot().batch_buffer_bytes_max, 3 * GRANULE as u64);
+        drop(b); // never frozen: unmapped at once
+        drop(a); // kept by the pool
+        assert_eq!(pool.metrics.buffer_bytes(), 2 * GRANULE as u64);
+        drop(pool.take(5 * GRANULE).unwrap()); // replaces the kept one
+        assert_eq!(pool.metrics.buffer_bytes(), 0);
+        assert_eq!(pool.metrics.snapshot().batch_buffer_bytes_max, 5 * GRANULE as u64);
+    }
+
     #[test]
     fn buffers_come_back_and_the_pool_is_bounded() {
-        let pool = BufferPool::new(2);
+        let pool = pool(2);
         let mut a = pool.take(100).unwrap();
         a.copy_from_slice(&[7u8; 100]);
         let a = pool.freeze(a);
@@ -164,7 +215,7 @@ mod tests {
 
     #[test]
     fn oversized_buffers_are_not_used_for_small_batches() {
-        let pool = BufferPool::new(4);
+        let pool = pool(4);
         drop(pool.freeze(pool.take(10 * GRANULE).unwrap()));
         let small = pool.take(GRANULE).unwrap();
         assert_eq!(small.map.as_ref().unwrap().len(), GRANULE);

@@ -1,4 +1,5 @@
-//! One worker per core: a glommio executor that reads the units assigned to
+//! One worker per core: a glommio executor (a plain thread where io_uring
+//! is unavailable, see `io_backend`) that reads the units assigned to
 //! it (every `cores`-th unit of the run), assembles their batches and sends
 //! them, in order, into its bounded channel.
 //!
@@ -16,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use glommio::io::{BufferedFile, DmaFile, ReadResult};
 
 use super::batch::Batch;
 use super::coalesce::{Run, Want, coalesce};
 use super::config::ErrorPolicy;
+use super::io_backend::{IoBackend, ReadBuf, ShardFiles, Task, spawn};
 use super::metrics::Metrics;
 use super::plan::{EpochPlan, Shuffle, Unit, units};
 use super::pool::{BatchBuf, BufferPool};
@@ -51,6 +52,12 @@ pub(crate) struct WorkerSpec {
     pub(crate) end_epoch: u64,
     pub(crate) batches_per_epoch: u64,
     pub(crate) io: IoMode,
+    /// What drives this worker and issues its reads.
+    pub(crate) backend: IoBackend,
+    /// Most shard files this worker keeps open while idle.
+    pub(crate) open_shards: usize,
+    /// Most reads a unit keeps in flight (each may hold a shard file open).
+    pub(crate) max_reads: usize,
     pub(crate) align: u64,
     pub(crate) max_merge: u64,
     pub(crate) max_gap: u64,
@@ -70,47 +77,10 @@ pub(crate) struct WorkerSpec {
     pub(crate) placed: Arc<Vec<std::sync::OnceLock<Vec<usize>>>>,
 }
 
-enum Handle {
-    Direct(DmaFile),
-    Buffered(BufferedFile),
-}
-
-impl Handle {
-    async fn read(&self, pos: u64, len: usize) -> std::io::Result<ReadResult> {
-        let buf = self.read_once(pos, len, true).await?;
-        if buf.len() < len {
-            // A read that fails part-way returns what it got before the
-            // failure. Ask for the next bytes: an error there is the real
-            // story (a failing disk), nothing at all is a truncated file,
-            // which the caller reports as corrupt.
-            let probe = (len - buf.len()).min(4096);
-            let next = self.read_once(pos + buf.len() as u64, probe, false).await?;
-            drop(next);
-        }
-        Ok(buf)
-    }
-
-    async fn read_once(&self, pos: u64, len: usize, aligned: bool) -> std::io::Result<ReadResult> {
-        match self {
-            Handle::Direct(f) if aligned => f.read_at_aligned(pos, len).await.map_err(Into::into),
-            Handle::Direct(f) => f.read_at(pos, len).await.map_err(Into::into),
-            Handle::Buffered(f) => f.read_at(pos, len).await.map_err(Into::into),
-        }
-    }
-
-    async fn close(self) {
-        // Errors closing a read-only file change nothing we could act on.
-        let _ = match self {
-            Handle::Direct(f) => f.close().await,
-            Handle::Buffered(f) => f.close().await,
-        };
-    }
-}
-
 /// What a worker shares with its in-flight unit tasks.
 struct Ctx {
     spec: WorkerSpec,
-    files: Vec<Handle>,
+    files: ShardFiles,
     /// This core's image pipeline, when the loader decodes images.
     pipeline: Option<std::cell::RefCell<ringfeed_decode::Pipeline>>,
     /// The other workers' shares of the run's first batch, taken by the
@@ -149,60 +119,16 @@ pub(crate) async fn run(mut spec: WorkerSpec) {
         }
         None => None,
     };
-    // Opened concurrently: one after another they cost ~4 ms each, on the
-    // path to the first batch. After the first batch's share: opening them
-    // in its background was slower (median 114 vs 98 ms to the first batch,
-    // 10 alternating runs).
-    let io = spec.io;
-    let opening: Vec<_> = spec
-        .dataset
-        .shards()
-        .iter()
-        .map(|shard| {
-            let path = shard.path().to_path_buf();
-            let same_file = reopen_path(shard);
-            glommio::spawn_local(async move {
-                let opened = match io {
-                    IoMode::Direct => DmaFile::open(&same_file).await.map(Handle::Direct),
-                    _ => BufferedFile::open(&same_file).await.map(Handle::Buffered),
-                };
-                opened.map_err(|e| Error::io("open", path, e.into()))
-            })
-        })
-        .collect();
-    // Every open is awaited, even after one failed: a task dropped with
-    // its I/O in flight is never freed by an exiting executor.
-    let mut opened = Vec::with_capacity(opening.len());
-    for task in opening {
-        opened.push(task.await);
-    }
-    let files = match opened.into_iter().collect::<Result<Vec<_>>>() {
-        Ok(files) => files,
-        Err(e) => {
-            let _ = spec.tx.send_async(Err(e)).await;
-            return;
-        }
-    };
+    // Shards are opened when first read (concurrently, as the first
+    // unit's reads are issued), at most `open_shards` at a time, so that
+    // descriptors do not grow with the shard count.
+    let files = ShardFiles::new(spec.backend, spec.io, spec.dataset.clone(), spec.open_shards);
     let ctx = Rc::new(Ctx { spec, files, pipeline, first_parts: std::cell::RefCell::new(first_parts) });
     let s = &ctx.spec;
     let (cores, id) = (s.cores, s.id);
     let mine = all(s).enumerate().filter(move |(seq, _)| seq % cores == id).map(|(_, u)| u);
     drive(&ctx, mine).await;
-    if let Ok(ctx) = Rc::try_unwrap(ctx) {
-        for f in ctx.files {
-            f.close().await;
-        }
-    }
-}
-
-/// A path that opens the very file the dataset validated: its descriptor's
-/// entry in `/proc/self/fd`, so that a shard renamed, replaced or deleted
-/// after the dataset was opened is still read as it was (the shard's own
-/// path where `/proc` is missing).
-fn reopen_path(shard: &crate::pack::reader::Shard) -> std::path::PathBuf {
-    use std::os::fd::AsRawFd;
-    let proc = std::path::PathBuf::from(format!("/proc/self/fd/{}", shard.file().as_raw_fd()));
-    if proc.exists() { proc } else { shard.path().to_path_buf() }
+    ctx.files.close_all().await;
 }
 
 async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
@@ -211,7 +137,7 @@ async fn drive(ctx: &Rc<Ctx>, mut mine: impl Iterator<Item = Unit>) {
     loop {
         while in_flight.len() < depth {
             let Some(unit) = mine.next() else { break };
-            in_flight.push_back(glommio::spawn_local(read_unit(ctx.clone(), unit)));
+            in_flight.push_back(spawn(ctx.spec.backend, read_unit(ctx.clone(), unit)));
         }
         let Some(task) = in_flight.pop_front() else { return };
         // The units behind this one keep reading while it is decoded.
@@ -252,7 +178,7 @@ pub(crate) fn reads_in_flight(cores: usize, images: bool) -> usize {
 /// for, and the leaked task then holds the executor's eventfd and the shard
 /// descriptors open. Reads end within milliseconds, and decoding stops at
 /// the next image once the loader is dropped (`stopping`).
-async fn wind_down(tasks: VecDeque<glommio::Task<Result<ReadUnit>>>) {
+async fn wind_down(tasks: VecDeque<Task<Result<ReadUnit>>>) {
     for task in tasks {
         drop(task.await);
     }
@@ -349,13 +275,14 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<ReadUnit> {
     let read_started = Instant::now();
     // Requests are issued ahead of the one being awaited, as many as fit in
     // the worker's share of registered I/O memory: more would spill into
-    // unregistered heap buffers (slower reads, fragmented memory).
+    // unregistered heap buffers (slower reads, fragmented memory), and no
+    // more than `max_reads`, each of which may hold a shard file open.
     let mut issued = VecDeque::new();
     let mut in_flight = 0u64;
     let mut next = 0;
     loop {
         while let Some(run) = runs.get(next) {
-            if !issued.is_empty() && in_flight + run.len() > s.io_budget {
+            if !issued.is_empty() && (in_flight + run.len() > s.io_budget || issued.len() >= s.max_reads) {
                 break;
             }
             issued.push_back(spawn_read(&ctx, run));
@@ -368,7 +295,7 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<ReadUnit> {
         let path = s.dataset.shards()[run.shard].path();
         let data = match task {
             None => Ok(None),
-            Some(t) => t.await.map(Some).map_err(|e| Error::io_at("read", path, run.start, e)),
+            Some(t) => t.await.map(Some),
         };
         for m in &run.members {
             let slot = &slots[m.slot];
@@ -420,17 +347,23 @@ async fn finish_unit(ctx: &Rc<Ctx>, read: ReadUnit) -> Result<Vec<Batch>> {
     pending.into_iter().map(|p| finish(s, unit.epoch, p)).collect()
 }
 
-/// Starts reading one run; `None` for a run of nothing (empty records).
-fn spawn_read(ctx: &Rc<Ctx>, run: &Run) -> Option<glommio::Task<std::io::Result<ReadResult>>> {
+/// Starts reading one run (opening its shard if needed); `None` for a run
+/// of nothing (empty records).
+fn spawn_read(ctx: &Rc<Ctx>, run: &Run) -> Option<Task<Result<ReadBuf>>> {
     let (ctx, shard, start, len) = (ctx.clone(), run.shard, run.start, run.len() as usize);
     (len > 0).then(|| {
-        glommio::spawn_local(async move {
+        spawn(ctx.spec.backend, async move {
+            let file = ctx.files.get(shard).await?;
             let began = Instant::now();
-            let res = ctx.files[shard].read(start, len).await;
+            let res = file.read(start, len).await;
             if let Ok(buf) = &res {
                 ctx.spec.metrics.read_done(began.elapsed(), buf.len() as u64);
             }
-            res
+            drop(file);
+            res.map_err(|e| {
+                let path = ctx.spec.dataset.shards().get(shard).map(|s| s.path().to_path_buf());
+                Error::io_at("read", path.unwrap_or_default(), start, e)
+            })
         })
     })
 }
@@ -445,6 +378,10 @@ fn clone_err(e: &Error) -> Error {
             offset: *offset,
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
+        // A shard replaced underneath (found when reopening it).
+        Error::Corrupt { path, offset, record, reason } => {
+            Error::Corrupt { path: path.clone(), offset: *offset, record: *record, reason: reason.clone() }
+        }
         other => Error::Shutdown(other.to_string()),
     }
 }

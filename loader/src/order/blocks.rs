@@ -4,21 +4,25 @@
 //! Here `[0, n)` is cut into blocks of `block_len` neighbouring records
 //! (the last one may be shorter) and the blocks are put in the order of a
 //! [`Permutation`]; this *block stream* is then cut into windows of
-//! `window` records, and each window is Fisher–Yates shuffled with its own
-//! seed. A window consists of about `window / block_len` whole blocks, so
-//! a loader can fetch it with that many large sequential reads, while the
-//! records still come out in random order. The price is weaker mixing than
-//! a global [`Permutation`]: records stay close to the other records of
-//! their window.
+//! `window` records, and each window is put in the order of a
+//! [`Permutation`] keyed by `(seed, epoch, window number)`. A window
+//! consists of about `window / block_len` whole blocks, so a loader can
+//! fetch it with that many large sequential reads, while the records still
+//! come out in random order. The price is weaker mixing than a global
+//! [`Permutation`]: records stay close to the other records of their
+//! window.
 //!
-//! Everything is a pure function of `(n, block_len, window, seed, epoch)`.
-//! Random access ([`BlockShuffle::get`]) reshuffles the window containing
-//! the position, O(`window`) time and memory; [`BlockShuffle::iter_range`]
-//! shuffles each window once and is O(1) amortised per record.
+//! Everything is a pure function of `(n, block_len, window, seed, epoch)`,
+//! in O(1) time and memory per position whatever the window: a window's
+//! order is a keyed permutation rather than a shuffled array of its
+//! indices, which cost 8 bytes per record of the window and O(`window`)
+//! work for every batch drawn from it (a window of 10^12 records could not
+//! even be allocated). How many records a loader reads at once is its own
+//! business, bounded by its prefetch depth, not by the window.
 
 use std::ops::Range;
 
-use super::{GOLDEN, Permutation, TAG_BLOCKS, TAG_WINDOW, hash_words, mix64};
+use super::{Permutation, TAG_BLOCKS, TAG_WINDOW, hash_words};
 use crate::error::{Error, Result};
 
 /// The block-and-window order of one epoch; see the module docs.
@@ -48,17 +52,18 @@ pub struct BlockShuffle {
 impl BlockShuffle {
     /// The order of epoch `epoch` of `n` records under `seed`, permuting
     /// blocks of `block_len` records and shuffling windows of `window`
-    /// records.
+    /// records. Any `block_len` and `window` from 1 up are valid (values
+    /// above `n` act as `n`); neither costs memory.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when `block_len` or `window` is 0.
     pub fn new(n: u64, block_len: u64, window: u64, seed: u64, epoch: u64) -> Result<Self> {
         if block_len == 0 {
-            return Err(Error::Config("block shuffle: block_len must be at least 1".into()));
+            return Err(Error::Config(format!("block_len must be 1..={}, got 0", u64::MAX)));
         }
         if window == 0 {
-            return Err(Error::Config("block shuffle: window must be at least 1".into()));
+            return Err(Error::Config(format!("window must be 1..={}, got 0", u64::MAX)));
         }
         let num_blocks = n.div_ceil(block_len);
         let blocks = Permutation::from_key(num_blocks, hash_words(TAG_BLOCKS, &[seed, epoch]));
@@ -88,9 +93,7 @@ impl BlockShuffle {
         self.window
     }
 
-    /// The record at `position` of the order. Costs O(`window`) time and
-    /// memory, since it reshuffles the whole window; use
-    /// [`iter_range`](Self::iter_range) for runs of positions.
+    /// The record at `position` of the order, in O(1) time and memory.
     ///
     /// # Panics
     ///
@@ -98,13 +101,11 @@ impl BlockShuffle {
     pub fn get(&self, position: u64) -> u64 {
         assert!(position < self.n, "position {position} out of range for {} records", self.n);
         let w = position / self.window;
-        let mut buf = Vec::new();
-        self.shuffle_window(w, &mut buf);
-        self.stream_record(w * self.window + buf[(position - w * self.window) as usize])
+        let start = w * self.window;
+        self.stream_record(start + self.window_order(w).get(position - start))
     }
 
-    /// The records at positions `range` of the order, in order. Each
-    /// window is shuffled once, into a buffer of `window` words.
+    /// The records at positions `range` of the order, in order.
     ///
     /// # Panics
     ///
@@ -115,21 +116,15 @@ impl BlockShuffle {
             "range {range:?} out of bounds for {} records",
             self.n
         );
-        BlockIter { shuffle: self, pos: range.start, end: range.end, window: None, buf: Vec::new() }
+        BlockIter { shuffle: self, pos: range.start, end: range.end, window: None }
     }
 
-    /// Fills `buf` with the offsets of window `w`'s records in the block
-    /// stream, shuffled.
-    fn shuffle_window(&self, w: u64, buf: &mut Vec<u64>) {
+    /// The order of window `w`: offsets of its records in the block
+    /// stream, relative to the window's start.
+    fn window_order(&self, w: u64) -> Permutation {
         let start = w * self.window;
         let len = self.window.min(self.n - start);
-        buf.clear();
-        buf.extend(0..len);
-        let mut state = hash_words(self.window_key, &[w]);
-        for i in (1..buf.len()).rev() {
-            let j = below(&mut state, i as u64 + 1) as usize;
-            buf.swap(i, j);
-        }
+        Permutation::from_key(len, hash_words(self.window_key, &[w]))
     }
 
     /// The record at position `s` of the block stream.
@@ -148,18 +143,6 @@ impl BlockShuffle {
     }
 }
 
-/// A uniform value in `[0, bound)` from a splitmix64 stream (Lemire's
-/// multiply-and-reject method, unbiased).
-fn below(state: &mut u64, bound: u64) -> u64 {
-    loop {
-        *state = state.wrapping_add(GOLDEN);
-        let m = u128::from(mix64(*state)) * u128::from(bound);
-        if (m as u64) >= bound.wrapping_neg() % bound {
-            return (m >> 64) as u64;
-        }
-    }
-}
-
 /// Iterator over a range of a [`BlockShuffle`] order; created by
 /// [`BlockShuffle::iter_range`].
 #[derive(Debug, Clone)]
@@ -167,8 +150,8 @@ pub struct BlockIter<'a> {
     shuffle: &'a BlockShuffle,
     pos: u64,
     end: u64,
-    window: Option<u64>,
-    buf: Vec<u64>,
+    /// The current window's number and order.
+    window: Option<(u64, Permutation)>,
 }
 
 impl Iterator for BlockIter<'_> {
@@ -180,12 +163,12 @@ impl Iterator for BlockIter<'_> {
         }
         let s = self.shuffle;
         let w = self.pos / s.window;
-        if self.window != Some(w) {
-            s.shuffle_window(w, &mut self.buf);
-            self.window = Some(w);
-        }
         let start = w * s.window;
-        let record = s.stream_record(start + self.buf[(self.pos - start) as usize]);
+        let order = match &self.window {
+            Some((current, order)) if *current == w => order,
+            _ => &self.window.insert((w, s.window_order(w))).1,
+        };
+        let record = s.stream_record(start + order.get(self.pos - start));
         self.pos += 1;
         Some(record)
     }
@@ -220,11 +203,16 @@ mod tests {
     }
 
     #[test]
-    fn below_is_in_range() {
-        let mut st = 9;
-        for bound in 1..200 {
-            assert!(below(&mut st, bound) < bound);
-        }
+    fn huge_windows_cost_nothing() {
+        // A window far larger than the dataset is one window: a permutation
+        // of whole blocks, computed without allocating per record.
+        let s = BlockShuffle::new(1000, 10, u64::MAX, 3, 0).unwrap();
+        let mut order: Vec<u64> = s.iter_range(0..1000).collect();
+        assert_eq!(s.get(999), order[999]);
+        order.sort_unstable();
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
+        let big = BlockShuffle::new(1 << 40, 64, 1 << 39, 1, 2).unwrap();
+        assert!(big.get((1 << 40) - 1) < 1 << 40);
     }
 
     #[test]

@@ -4,10 +4,20 @@
 //! Opening a shard reads only its header, index and key table and checks
 //! all of them (checksums, bounds, ordering), so that later reads can trust
 //! the index; each record read then checks that record's CRC32C.
+//!
+//! A [`Dataset`] keeps every shard's index in memory but only a bounded
+//! number of shard files open (the most recently used, at most 64, fewer
+//! under a low descriptor limit), so that a dataset of thousands of shards
+//! fits under `ulimit -n`. A closed shard is reopened by path when it is
+//! next read, and must still be the file that was validated (same device
+//! and inode); a dataset small enough to stay open keeps reading shards
+//! that were deleted or renamed after it was opened.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{ENTRY_LEN, Entry, FOOTER_LEN, Footer, HEADER_LEN, Header, MAX_RECORD_LEN, to_usize};
 use super::manifest::{Manifest, ShardInfo};
@@ -43,11 +53,16 @@ pub struct RecordLocation {
     pub label: i64,
 }
 
-/// An open, validated shard file.
+/// A validated shard file.
 #[derive(Debug)]
 pub struct Shard {
     path: PathBuf,
-    file: File,
+    /// The file while it is open (a dataset closes the least recently used
+    /// shards to bound its descriptors).
+    file: Mutex<Option<Arc<File>>>,
+    /// Device and inode of the validated file, which a reopen must find
+    /// again.
+    identity: (u64, u64),
     header: Header,
     /// Index entries followed by the key table, exactly as on disk.
     meta: Vec<u8>,
@@ -59,7 +74,8 @@ impl Shard {
     pub fn open(path: impl Into<PathBuf>, expected: Option<&ShardInfo>) -> Result<Self> {
         let path = path.into();
         let file = crate::sys::open_regular(&path).map_err(|e| Error::io("open", &path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        let stat = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        let (file_len, identity) = (stat.len(), (stat.dev(), stat.ino()));
         let mut head = vec![0u8; to_usize(HEADER_LEN.min(file_len), &path, 0, "header length")?];
         read_exact_at(&file, &mut head, 0, &path)?;
         let header = Header::decode(&head, file_len, &path)?;
@@ -101,7 +117,7 @@ impl Shard {
                 ),
             ));
         }
-        let shard = Shard { path, file, header, meta };
+        let shard = Shard { path, file: Mutex::new(Some(Arc::new(file))), identity, header, meta };
         shard.check_entries()?;
         Ok(shard)
     }
@@ -174,9 +190,29 @@ impl Shard {
         &self.path
     }
 
-    /// The open file.
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The shard's file: the open one, or, when it was closed, the file
+    /// reopened by path (and not kept open), provided it is still the file
+    /// that was validated.
+    pub fn file(&self) -> Result<Arc<File>> {
+        if let Some(file) = lock(&self.file).as_ref() {
+            return Ok(file.clone());
+        }
+        self.reopen().map(Arc::new)
+    }
+
+    /// Opens the shard's path again, checking that it is the same file.
+    fn reopen(&self) -> Result<File> {
+        let file = crate::sys::open_regular(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
+        let stat = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?;
+        if (stat.dev(), stat.ino()) != self.identity {
+            return Err(Error::corrupt(
+                &self.path,
+                0,
+                "the shard was replaced after the dataset was opened (another file has its name now); \
+                 open the dataset again",
+            ));
+        }
+        Ok(file)
     }
 
     /// Size of the file in bytes.
@@ -242,6 +278,11 @@ impl Shard {
 
     /// Reads record `i` and checks its CRC32C.
     pub fn read(&self, i: u64) -> Result<Vec<u8>> {
+        self.read_from(&*self.file()?, i)
+    }
+
+    /// Reads record `i` from `file`, this shard's file, checking its CRC32C.
+    fn read_from(&self, file: &File, i: u64) -> Result<Vec<u8>> {
         let e = self.entry(i)?;
         if u64::from(e.len) > MAX_RECORD_LEN {
             return Err(Error::corrupt_record(
@@ -253,7 +294,7 @@ impl Shard {
         }
         let len = to_usize(u64::from(e.len), &self.path, self.entry_offset(i), "record length")?;
         let mut buf = vec![0u8; len];
-        read_exact_at(&self.file, &mut buf, e.offset, &self.path)?;
+        read_exact_at(file, &mut buf, e.offset, &self.path)?;
         check_crc(&buf, e.crc32c, &self.path, e.offset, i)?;
         Ok(buf)
     }
@@ -273,6 +314,13 @@ pub(crate) fn check_crc(payload: &[u8], expected: u32, path: &Path, offset: u64,
     Ok(())
 }
 
+/// A poisoned lock only means another thread panicked while holding it;
+/// the guarded state (an open file or none, an order of shards) is valid
+/// at every point, so carry on with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Result<()> {
     file.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -287,7 +335,8 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Resul
     })
 }
 
-/// An open pack dataset: the manifest plus every shard, validated.
+/// An open pack dataset: the manifest plus every shard, validated, with
+/// a bounded number of shard files open at a time (see the module docs).
 ///
 /// ```
 /// # fn main() -> ringfeed::Result<()> {
@@ -310,19 +359,39 @@ pub struct Dataset {
     shards: Vec<Shard>,
     /// `starts[s]` is the global index of shard `s`'s first record.
     starts: Vec<u64>,
+    /// The shards whose files are open, least recently used first.
+    open: Mutex<VecDeque<usize>>,
+    /// Most shard files open at once.
+    max_open: usize,
 }
 
 impl Dataset {
     /// Opens the dataset in `dir`: reads the manifest, then opens and
     /// validates every shard against it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_capped(dir.as_ref(), crate::sys::limits::dataset_open_shards())
+    }
+
+    /// [`open`](Self::open), keeping at most `max_open` shard files open.
+    fn open_capped(dir: &Path, max_open: usize) -> Result<Self> {
+        let dir = dir.to_path_buf();
         let manifest = Manifest::load(&dir)?;
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut starts = Vec::with_capacity(manifest.shards.len());
         let mut next = 0u64;
+        let max_open = max_open.max(1);
+        let mut open = VecDeque::with_capacity(max_open + 1);
         for info in &manifest.shards {
-            shards.push(Shard::open(dir.join(&info.file), Some(info))?);
+            let shard = Shard::open(dir.join(&info.file), Some(info))?;
+            super::verify::check_labels(&shard, &manifest)?;
+            shards.push(shard);
+            open.push_back(shards.len() - 1);
+            if open.len() > max_open
+                && let Some(old) = open.pop_front()
+                && let Some(shard) = shards.get(old)
+            {
+                *lock(&shard.file) = None;
+            }
             starts.push(next);
             next = next.checked_add(info.records).ok_or_else(|| {
                 Error::corrupt(
@@ -332,7 +401,44 @@ impl Dataset {
                 )
             })?;
         }
-        Ok(Dataset { dir, manifest, shards, starts })
+        Ok(Dataset { dir, manifest, shards, starts, open: Mutex::new(open), max_open })
+    }
+
+    /// Shard `shard`'s file, opened again if it was closed (and checked to
+    /// be the validated file); the least recently used shard is closed when
+    /// that takes the dataset past its cap. The file stays open for as long
+    /// as the returned handle lives, even if the dataset closes it meanwhile.
+    pub(crate) fn file(&self, shard: usize) -> Result<Arc<File>> {
+        let s = self.shards.get(shard).ok_or_else(|| {
+            Error::Config(format!("shard {shard} out of range: the dataset has {}", self.shards.len()))
+        })?;
+        // The order lock is held across the open, so that two threads
+        // cannot both open a shard and exceed the cap.
+        let mut open = lock(&self.open);
+        if let Some(file) = lock(&s.file).as_ref() {
+            if let Some(at) = open.iter().position(|&o| o == shard) {
+                open.remove(at);
+            }
+            open.push_back(shard);
+            return Ok(file.clone());
+        }
+        let file = Arc::new(s.reopen()?);
+        *lock(&s.file) = Some(file.clone());
+        open.push_back(shard);
+        while open.len() > self.max_open {
+            if let Some(old) = open.pop_front()
+                && let Some(closing) = self.shards.get(old)
+            {
+                *lock(&closing.file) = None;
+            }
+        }
+        Ok(file)
+    }
+
+    /// Shard files open now (for tests of the cap).
+    #[cfg(test)]
+    pub(crate) fn open_files(&self) -> usize {
+        self.shards.iter().filter(|s| lock(&s.file).is_some()).count()
     }
 
     /// The dataset directory.
@@ -376,16 +482,88 @@ impl Dataset {
     pub fn record(&self, index: u64) -> Result<Record> {
         let loc = self.locate(index)?;
         let shard = &self.shards[loc.shard];
+        let file = self.file(loc.shard)?;
         Ok(Record {
             index,
             label: loc.label,
             key: shard.key(loc.index_in_shard)?.to_string(),
-            payload: shard.read(loc.index_in_shard)?,
+            payload: shard.read_from(&file, loc.index_in_shard)?,
         })
     }
 
     /// Iterates over all records in order.
     pub fn iter(&self) -> impl Iterator<Item = Result<Record>> + '_ {
         (0..self.len()).map(|i| self.record(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::writer::PackWriter;
+
+    /// 12 one-record shards, record `i` holding `i` repeated.
+    fn twelve_shards() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::builder(dir.path()).shard_size(1).build().unwrap();
+        for i in 0..12u8 {
+            w.push(&[i; 100], 0, None).unwrap();
+        }
+        assert_eq!(w.finish().unwrap().shards.len(), 12);
+        dir
+    }
+
+    #[test]
+    fn a_dataset_keeps_at_most_its_cap_of_files_open() {
+        let dir = twelve_shards();
+        let ds = Dataset::open_capped(dir.path(), 3).unwrap();
+        assert_eq!(ds.open_files(), 3);
+        for round in 0..2 {
+            for i in (0..12).rev() {
+                assert_eq!(ds.record(i).unwrap().payload, vec![i as u8; 100], "round {round}");
+                assert!(ds.open_files() <= 3);
+            }
+        }
+        // A handle outlives its eviction.
+        let held = ds.file(0).unwrap();
+        for i in 1..12 {
+            ds.file(i).unwrap();
+        }
+        let mut b = [0u8; 1];
+        held.read_exact_at(&mut b, 0).unwrap();
+        // A closed shard is read through its path too (not kept open).
+        assert_eq!(ds.shards()[0].read(0).unwrap(), vec![0u8; 100]);
+        assert_eq!(ds.open_files(), 3);
+        assert!(ds.file(12).is_err());
+    }
+
+    #[test]
+    fn a_closed_shard_replaced_on_disk_is_refused() {
+        let dir = twelve_shards();
+        let ds = Dataset::open_capped(dir.path(), 2).unwrap();
+        // Shard 0 is closed by now; put shard 1's file in its place.
+        let (a, b) = (ds.shards()[0].path().to_path_buf(), ds.shards()[1].path().to_path_buf());
+        std::fs::copy(&b, dir.path().join("copy")).unwrap();
+        std::fs::rename(dir.path().join("copy"), &a).unwrap();
+        let err = ds.record(0).unwrap_err();
+        assert!(err.to_string().contains("replaced after the dataset was opened"), "{err}");
+        assert!(err.is_corruption());
+    }
+
+    #[test]
+    fn a_small_dataset_keeps_every_shard_open() {
+        if crate::sys::limits::dataset_open_shards() < 12 {
+            eprintln!("skipped: the descriptor limit is too low for 12 open shards");
+            return;
+        }
+        let dir = twelve_shards();
+        let ds = Dataset::open(dir.path()).unwrap();
+        assert_eq!(ds.open_files(), 12);
+        for s in ds.shards() {
+            std::fs::remove_file(s.path()).unwrap();
+        }
+        for i in 0..12 {
+            assert_eq!(ds.record(i).unwrap().payload, vec![i as u8; 100]);
+        }
     }
 }

@@ -1,21 +1,27 @@
-//! Full-dataset integrity check: every shard structure, every record
-//! checksum and every shard's whole-file checksum.
+//! Full-dataset integrity check: the manifest (its checksum, its totals),
+//! every shard structure, every record checksum, label and key, every
+//! shard's whole-file checksum, and shard files the manifest does not list.
 //!
 //! Unlike [`Dataset::open`](crate::Dataset::open), which stops at the first
 //! problem, verification keeps going and reports each damaged record, so a
 //! user can tell one flipped bit from a lost shard.
 
+use std::collections::HashSet;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::format::{HEADER_LEN, to_usize};
-use super::manifest::{MANIFEST_FILE, Manifest};
+use super::format::{HEADER_LEN, MAGIC, to_usize};
+use super::manifest::{MANIFEST_FILE, Manifest, ShardInfo};
 use super::reader::Shard;
 use crate::error::{Error, Result};
 
 const CHUNK: usize = 8 << 20;
+/// Records with a bad label or key reported one by one per shard; the rest
+/// are counted in one more problem (a truncated class list would otherwise
+/// list every record of the dataset).
+const MAX_RECORD_PROBLEMS: usize = 100;
 
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +54,9 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Everything found wrong; empty for a clean dataset.
     pub problems: Vec<Problem>,
+    /// Remarks that do not make the dataset unclean, e.g. that its
+    /// manifest predates checksums.
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -60,16 +69,26 @@ impl VerifyReport {
 /// Checks every byte of the dataset in `dir`. `progress` is called with
 /// the number of bytes read since its previous call.
 ///
-/// Damage (bad checksums, truncated or missing shards) is reported in the
-/// returned [`VerifyReport`]; an error is returned only when the manifest
-/// cannot be read or a shard cannot be read for another reason than its
-/// absence (permissions, I/O errors).
+/// Damage (bad checksums, truncated or missing shards, labels outside the
+/// classes, keys that are not UTF-8, shard files the manifest does not
+/// list) is reported in the returned [`VerifyReport`]; an error is returned
+/// when the manifest is damaged or inconsistent (a
+/// [corruption](crate::Error::is_corruption) error), or cannot be read, or
+/// a shard cannot be read for another reason than its absence
+/// (permissions, I/O errors).
 pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
     let manifest = Manifest::load(dir)?;
     let mut report = VerifyReport {
         shards: u64::try_from(manifest.shards.len()).unwrap_or(u64::MAX),
         ..Default::default()
     };
+    if manifest.is_unprotected() {
+        report.notes.push(format!(
+            "{MANIFEST_FILE} is version {} and has no checksum, so a changed count, size or class \
+             name in it may go unnoticed; packing the dataset again protects it",
+            manifest.version
+        ));
+    }
     // Records of shards that could not be opened (each already reported).
     let mut unreadable = 0u64;
     for info in &manifest.shards {
@@ -93,6 +112,7 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
             }
             Err(e) => return Err(e),
         };
+        check_index(&shard, info, &manifest, &mut report);
         let before = report.records;
         let file_crc = scan_shard(&shard, &info.file, &mut report, &mut progress)?;
         let checked = report.records.saturating_sub(before);
@@ -121,7 +141,129 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
             format!("checked {} records but the manifest lists {}", report.records, manifest.records),
         ));
     }
+    for name in unlisted_shards(dir, &manifest)? {
+        report.problems.push(Problem::file(
+            name,
+            "a shard file the manifest does not list (its entry was removed, or another pack left it)",
+        ));
+    }
     Ok(report)
+}
+
+/// Checks what the index holds against the manifest, without reading
+/// payloads: every label within the classes (see
+/// [`Manifest::label_allowed`]), every key UTF-8 (and absent when the schema
+/// has none), and the payload lengths adding up to the shard's
+/// `payload_bytes`.
+fn check_index(shard: &Shard, info: &ShardInfo, manifest: &Manifest, report: &mut VerifyReport) {
+    let mut bad_records = 0usize;
+    let mut payload_bytes = 0u64;
+    for i in 0..shard.len() {
+        let e = match shard.entry(i) {
+            Ok(e) => e,
+            Err(err) => {
+                report.problems.push(Problem::file(&info.file, err.to_string()));
+                return;
+            }
+        };
+        payload_bytes = payload_bytes.saturating_add(u64::from(e.len));
+        let mut why = Vec::new();
+        if !manifest.label_allowed(e.label) {
+            why.push(label_problem(e.label, manifest));
+        }
+        match shard.key(i) {
+            Ok(key) if !manifest.schema.keys && !key.is_empty() => {
+                why.push("record has a key but the schema has no keys".to_string());
+            }
+            Ok(_) => {}
+            Err(Error::Corrupt { reason, .. }) => why.push(reason),
+            Err(err) => why.push(err.to_string()),
+        }
+        if !why.is_empty() {
+            let reason = why.join("; ");
+            bad_records += 1;
+            if bad_records <= MAX_RECORD_PROBLEMS {
+                report.problems.push(Problem {
+                    shard: info.file.clone(),
+                    record: Some(i),
+                    offset: e.offset,
+                    reason,
+                });
+            }
+        }
+    }
+    if bad_records > MAX_RECORD_PROBLEMS {
+        report.problems.push(Problem::file(
+            &info.file,
+            format!(
+                "{} more records with a bad label or key (only the first {MAX_RECORD_PROBLEMS} are listed)",
+                bad_records - MAX_RECORD_PROBLEMS
+            ),
+        ));
+    }
+    if payload_bytes != info.payload_bytes {
+        report.problems.push(Problem::file(
+            &info.file,
+            format!(
+                "the records hold {payload_bytes} payload bytes but the manifest lists {} for this shard",
+                info.payload_bytes
+            ),
+        ));
+    }
+}
+
+/// Why `label` is not allowed by the manifest.
+fn label_problem(label: i32, manifest: &Manifest) -> String {
+    if manifest.schema.labels {
+        format!("label {label} names no class (the manifest lists {})", manifest.classes.len())
+    } else {
+        format!("label {label} but the schema has no labels (must be 0)")
+    }
+}
+
+/// Refuses a shard holding a label the manifest does not allow, naming the
+/// first such record: an out-of-range class index would otherwise reach a
+/// training loop (an out-of-bounds index in its loss).
+pub(crate) fn check_labels(shard: &Shard, manifest: &Manifest) -> Result<()> {
+    if manifest.schema.labels && manifest.classes.is_empty() {
+        return Ok(()); // plain integer labels: any value is one
+    }
+    for i in 0..shard.len() {
+        let e = shard.entry(i)?;
+        if !manifest.label_allowed(e.label) {
+            return Err(Error::corrupt_record(shard.path(), e.offset, i, label_problem(e.label, manifest)));
+        }
+    }
+    Ok(())
+}
+
+/// Names of the shard files in `dir` that the manifest does not list: the
+/// visible regular files that start with the shard magic (decided by
+/// content, so a user's own `shard-notes.rfp` is not one). Hidden files
+/// (a writer's temporaries, its lock) are not part of the dataset.
+fn unlisted_shards(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+    let listed: HashSet<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let os_name = entry.file_name();
+        // A name that is not UTF-8 cannot be in the manifest, whatever it
+        // looks like once made printable.
+        let listed_here = os_name.to_str().is_some_and(|n| n == MANIFEST_FILE || listed.contains(n));
+        let name = os_name.to_string_lossy();
+        if name.starts_with('.') || listed_here {
+            continue;
+        }
+        // Anything that cannot be opened as a regular file (a directory, a
+        // FIFO, no permission) cannot be judged, and is not ours to report.
+        let Ok(file) = crate::sys::open_regular(&entry.path()) else { continue };
+        let mut head = [0u8; MAGIC.len()];
+        if file.take(MAGIC.len() as u64).read_exact(&mut head).is_ok() && head == MAGIC {
+            found.push(name.into_owned());
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
 }
 
 /// Streams a shard once, checking each record's CRC on the way; returns the

@@ -1,12 +1,21 @@
 //! Streams records into shards of a target size, crash-safely.
 //!
 //! Durability protocol: each shard is written under a hidden temporary
-//! name, fsynced and renamed; the directory is fsynced; the manifest is
-//! written the same way, last. A dataset without `manifest.json` does not
+//! name and fsynced; after the last one, all are renamed and the
+//! directory is fsynced; the manifest is written the same way, last. A dataset without `manifest.json` does not
 //! open, so a crash at any point leaves nothing that passes for a dataset.
 //! Output depends only on the records pushed (no timestamps, no thread
 //! timing), so packing the same input twice gives identical bytes.
+//!
+//! Replacing a dataset never loses it: the new shards are written beside
+//! the old ones under names the old dataset does not use (another
+//! *generation*: `shard-00000.rfp`, then `shard-g1-00000.rfp`, then the
+//! plain names again), and renaming the new manifest over the old one is
+//! the switch. Until then the old dataset opens and verifies; a writer that
+//! fails (or is dropped) removes its own files, and only a finished one
+//! removes the old dataset's. The price is room for both on disk meanwhile.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -27,9 +36,30 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// shard waits for the last few megabytes instead of the whole shard.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// Name of shard `n` in a dataset directory.
-pub(crate) fn shard_file_name(n: usize) -> String {
-    format!("shard-{n:05}.rfp")
+/// Name of shard `n` of generation `generation` in a dataset directory:
+/// `shard-00000.rfp` for generation 0 (what a fresh directory gets, so
+/// packing into a new directory always gives the same names),
+/// `shard-g1-00000.rfp` for generation 1.
+pub(crate) fn shard_file_name(generation: u32, n: usize) -> String {
+    if generation == 0 { format!("shard-{n:05}.rfp") } else { format!("shard-g{generation}-{n:05}.rfp") }
+}
+
+/// The generation of a shard name [`shard_file_name`] can give (the
+/// temporary `.NAME.tmp` form included), or `None` for any other name.
+fn shard_generation(name: &str) -> Option<u32> {
+    let name = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).unwrap_or(name);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let body = name.strip_prefix("shard-")?.strip_suffix(".rfp")?;
+    match body.strip_prefix('g').and_then(|b| b.split_once('-')) {
+        Some((generation, n)) if digits(generation) && digits(n) => generation.parse().ok(),
+        _ if digits(body) => Some(0),
+        _ => None,
+    }
+}
+
+/// The manifest's temporary name while it is written.
+fn manifest_tmp_name() -> String {
+    format!(".{MANIFEST_FILE}.tmp")
 }
 
 /// The lock a writer holds on its output directory for as long as it
@@ -39,19 +69,12 @@ pub(crate) fn shard_file_name(n: usize) -> String {
 pub(crate) const LOCK_FILE: &str = ".ringfeed-pack.lock";
 
 /// Whether `name` is one a writer gives its files: the manifest, a shard
-/// (`shard-` + digits + `.rfp`), the hidden temporary name of either, or
-/// the lock.
+/// of any generation, the hidden temporary name of either, or the lock.
 fn is_pack_name(name: &str) -> bool {
-    let shard = |n: &str| {
-        n.strip_prefix("shard-")
-            .and_then(|n| n.strip_suffix(".rfp"))
-            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let tmp = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp"));
     name == MANIFEST_FILE
         || name == LOCK_FILE
-        || shard(name)
-        || tmp.is_some_and(|n| n == MANIFEST_FILE || shard(n))
+        || name == manifest_tmp_name()
+        || shard_generation(name).is_some()
 }
 
 /// Whether the file at `path` (named as [`is_pack_name`] accepts) is one a
@@ -126,8 +149,9 @@ impl PackWriterBuilder {
     }
 
     /// Replace a previous (complete or partial) ringfeed dataset in the
-    /// output directory. Directories holding anything else are never
-    /// touched. Default: true.
+    /// output directory; a complete one is kept until the new one is
+    /// finished. Directories holding anything else are never touched.
+    /// Default: true.
     pub fn overwrite(mut self, yes: bool) -> Self {
         self.overwrite = yes;
         self
@@ -141,14 +165,30 @@ impl PackWriterBuilder {
         if !self.classes.is_empty() && !self.schema.labels {
             return Err(Error::Config("class names given but the schema has no labels".into()));
         }
+        // A reader refuses a manifest naming a class twice: refuse it here,
+        // before anything is written, rather than write what cannot open.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.classes.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(Error::Config(format!("class name {dup:?} is given twice")));
+        }
         if let Payload::Multipart { parts } = &self.schema.payload
             && parts.is_empty()
         {
             return Err(Error::Config("a multipart schema needs at least one part".into()));
         }
         let lock = lock_dir(&self.dir)?;
-        prepare_dir(&self.dir, self.overwrite)?;
-        Ok(PackWriter { cfg: self, current: None, closing: None, shards: Vec::new(), _lock: lock })
+        let Prepared { generation, old } = prepare_dir(&self.dir, self.overwrite)?;
+        Ok(PackWriter {
+            cfg: self,
+            generation,
+            old,
+            started: 0,
+            finished: false,
+            current: None,
+            closing: None,
+            shards: Vec::new(),
+            _lock: lock,
+        })
     }
 }
 
@@ -187,62 +227,90 @@ fn lock_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Empties (or creates) `dir`, refusing to delete anything that is not ours.
-fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    match fs::read_dir(dir) {
-        Ok(entries) => {
-            let mut ours = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-                let name = entry.file_name();
-                match name.to_str() {
-                    Some(LOCK_FILE) => {}
-                    Some(n) if is_pack_name(n) && entry.file_type().is_ok_and(|t| t.is_file()) => {
-                        if !is_pack_file(&entry.path(), n) {
-                            return Err(Error::Config(format!(
-                                "output directory {} holds {n:?}, which has a ringfeed file's name but \
-                                 not its contents; it is left alone: choose an empty or new directory",
-                                dir.display()
-                            )));
-                        }
-                        ours.push(entry.path());
-                    }
-                    _ => {
-                        return Err(Error::Config(format!(
-                            "output directory {} holds {:?}, which is not part of a ringfeed dataset; \
-                             choose an empty or new directory",
-                            dir.display(),
-                            name
-                        )));
-                    }
+/// What [`prepare_dir`] found: the generation the new shards get and the
+/// files of the dataset being replaced.
+#[derive(Debug)]
+struct Prepared {
+    generation: u32,
+    /// Removed once the new manifest is in place.
+    old: Vec<PathBuf>,
+}
+
+/// Checks `dir` (creating it if missing) and clears what no dataset needs,
+/// refusing to touch anything that is not ours. A previous dataset stays:
+/// its manifest and the shards it lists are kept until the new manifest
+/// replaces it. Temporary files, and shards no readable manifest lists
+/// (what a crash leaves), are removed now. When the manifest cannot be
+/// read (damaged, a newer version), every shard is kept until the switch,
+/// since which ones it needs cannot be told.
+fn prepare_dir(dir: &Path, overwrite: bool) -> Result<Prepared> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+            return Ok(Prepared { generation: 0, old: Vec::new() });
+        }
+        Err(e) => return Err(Error::io("open directory", dir, e)),
+    };
+    let mut ours = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        match name.to_str() {
+            Some(LOCK_FILE) => {}
+            Some(n) if is_pack_name(n) && entry.file_type().is_ok_and(|t| t.is_file()) => {
+                if !is_pack_file(&entry.path(), n) {
+                    return Err(Error::Config(format!(
+                        "output directory {} holds {n:?}, which has a ringfeed file's name but \
+                         not its contents; it is left alone: choose an empty or new directory",
+                        dir.display()
+                    )));
                 }
+                ours.push(n.to_owned());
             }
-            if ours.is_empty() {
-                return Ok(());
-            }
-            if !overwrite {
+            _ => {
                 return Err(Error::Config(format!(
-                    "output directory {} already holds a dataset",
-                    dir.display()
+                    "output directory {} holds {:?}, which is not part of a ringfeed dataset; \
+                     choose an empty or new directory",
+                    dir.display(),
+                    name
                 )));
             }
-            // The manifest goes first and durably: from then on the old
-            // dataset no longer opens, whatever else survives a crash.
-            let manifest = dir.join(MANIFEST_FILE);
-            if manifest.exists() {
-                fs::remove_file(&manifest).map_err(|e| Error::io("remove", &manifest, e))?;
-                sync_dir(dir)?;
-            }
-            for path in ours.iter().filter(|p| **p != manifest) {
-                fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
-            }
-            Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
-        }
-        Err(e) => Err(Error::io("open directory", dir, e)),
     }
+    if ours.is_empty() {
+        return Ok(Prepared { generation: 0, old: Vec::new() });
+    }
+    if !overwrite {
+        return Err(Error::Config(format!("output directory {} already holds a dataset", dir.display())));
+    }
+    // `None`: keep every shard (no manifest we can read says which matter).
+    let listed: Option<HashSet<String>> = if ours.iter().any(|n| n == MANIFEST_FILE) {
+        Manifest::load(dir).ok().map(|m| m.shards.into_iter().map(|s| s.file).collect())
+    } else {
+        Some(HashSet::new())
+    };
+    let mut kept = Vec::new();
+    for name in ours {
+        let stale = name.ends_with(".tmp")
+            || (name != MANIFEST_FILE && listed.as_ref().is_some_and(|l| !l.contains(&name)));
+        if stale {
+            let path = dir.join(&name);
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        } else {
+            kept.push(name);
+        }
+    }
+    // The first generation none of the kept files uses, so no new name
+    // can land on an old file.
+    let used: Vec<u32> = kept.iter().filter_map(|n| shard_generation(n)).collect();
+    let mut generation = 0;
+    while used.contains(&generation) {
+        generation += 1;
+    }
+    // The manifest itself is replaced by the rename, not removed.
+    let old = kept.iter().filter(|n| *n != MANIFEST_FILE).map(|n| dir.join(n)).collect();
+    Ok(Prepared { generation, old })
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
@@ -270,10 +338,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub struct PackWriter {
     cfg: PackWriterBuilder,
     current: Option<ShardWriter>,
-    /// The previous shard, being finished (index, fsync, rename) on its
+    /// The previous shard, being finished (index, fsync) on its
     /// own thread while the next one fills; at most one at a time.
     closing: Option<(u64, thread::JoinHandle<Result<ShardInfo>>)>,
     shards: Vec<ShardInfo>,
+    /// Generation of this writer's shard names (see the module docs).
+    generation: u32,
+    /// Files of the dataset being replaced, removed after the switch.
+    old: Vec<PathBuf>,
+    /// Shards created so far (finished or not): the files to remove if
+    /// the writer is dropped unfinished.
+    started: usize,
+    /// The manifest is in place: the new dataset is the dataset.
+    finished: bool,
     /// The output directory's lock, released when the writer is dropped.
     _lock: File,
 }
@@ -323,6 +400,14 @@ impl PackWriter {
         } else {
             0
         };
+        // With named classes a label indexes them (a reader refuses others).
+        let classes = self.cfg.classes.len();
+        if classes > 0 && usize::try_from(label).map_or(true, |l| l >= classes) {
+            return Err(Error::Config(format!(
+                "label {label} of record {} is outside the {classes} classes (0..{classes})",
+                what()
+            )));
+        }
         if let Some(shard) = &self.current
             && shard.record_count() > 0
             && (shard.data_len + len > self.cfg.shard_size
@@ -331,8 +416,9 @@ impl PackWriter {
             self.close_shard()?;
         }
         if self.current.is_none() {
-            let n = self.shards.len() + usize::from(self.closing.is_some());
-            self.current = Some(ShardWriter::create(&self.cfg.dir, n, self.cfg.schema.keys)?);
+            let name = shard_file_name(self.generation, self.started);
+            self.started += 1;
+            self.current = Some(ShardWriter::create(&self.cfg.dir, name, self.cfg.schema.keys)?);
         }
         let shard = self.current.as_mut().expect("shard opened above");
         shard.push(payload, crc, label, key)
@@ -365,11 +451,21 @@ impl PackWriter {
     }
 
     /// Closes the last shard and writes the manifest, making the dataset
-    /// visible. Returns the manifest written.
+    /// visible; the dataset it replaces (if any) stays whole until that
+    /// moment, and its files are removed after it. Returns the manifest
+    /// written.
     pub fn finish(mut self) -> Result<Manifest> {
         self.close_shard()?;
         self.join_closing()?;
         let dir = self.cfg.dir.clone();
+        // Shards stay hidden until now, so that a crash (or a `verify` of
+        // the old dataset meanwhile) never meets a visible shard no
+        // manifest lists, but for the moment these renames take.
+        for n in 0..self.started {
+            let name = shard_file_name(self.generation, n);
+            let (tmp, dst) = (dir.join(format!(".{name}.tmp")), dir.join(&name));
+            fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
+        }
         sync_dir(&dir)?;
         let manifest = Manifest::new(
             &self.cfg.source,
@@ -377,13 +473,22 @@ impl PackWriter {
             std::mem::take(&mut self.cfg.classes),
             std::mem::take(&mut self.shards),
         );
-        let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+        let tmp = dir.join(manifest_tmp_name());
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
         f.write_all(&manifest.to_bytes()).map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         let dst = dir.join(MANIFEST_FILE);
+        // The switch: from here on the directory holds the new dataset.
         fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
+        self.finished = true;
         sync_dir(&dir)?;
+        // Best effort: the new dataset is complete whatever happens here,
+        // and a leftover old shard (no manifest lists it) is removed by
+        // the next pack into this directory.
+        for path in std::mem::take(&mut self.old) {
+            let _ = fs::remove_file(path);
+        }
+        let _ = sync_dir(&dir);
         Ok(manifest)
     }
 }
@@ -391,11 +496,24 @@ impl PackWriter {
 impl Drop for PackWriter {
     /// A writer dropped without [`finish`](PackWriter::finish) (an error, a
     /// panic) still waits for its closing thread, so no file in the
-    /// directory changes after the drop returns.
+    /// directory changes after the drop returns, and then removes every
+    /// file it created: the directory holds what it held before (the
+    /// previous dataset, if any, intact).
     fn drop(&mut self) {
         if let Some((_, handle)) = self.closing.take() {
             let _ = handle.join();
         }
+        drop(self.current.take());
+        if self.finished {
+            return;
+        }
+        let dir = &self.cfg.dir;
+        for n in 0..self.started {
+            let name = shard_file_name(self.generation, n);
+            let _ = fs::remove_file(dir.join(format!(".{name}.tmp")));
+            let _ = fs::remove_file(dir.join(name));
+        }
+        let _ = fs::remove_file(dir.join(manifest_tmp_name()));
     }
 }
 
@@ -407,7 +525,6 @@ fn key_or_index(key: &str, index: u64) -> String {
 #[derive(Debug)]
 struct ShardWriter {
     tmp: PathBuf,
-    dst: PathBuf,
     name: String,
     out: BufWriter<File>,
     has_keys: bool,
@@ -423,8 +540,7 @@ struct ShardWriter {
 }
 
 impl ShardWriter {
-    fn create(dir: &Path, n: usize, has_keys: bool) -> Result<Self> {
-        let name = shard_file_name(n);
+    fn create(dir: &Path, name: String, has_keys: bool) -> Result<Self> {
         let tmp = dir.join(format!(".{name}.tmp"));
         let file = OpenOptions::new()
             .write(true)
@@ -436,7 +552,6 @@ impl ShardWriter {
         // Placeholder; the real header is written once the layout is known.
         out.write_all(&[0u8; HEADER_LEN as usize]).map_err(|e| Error::io("write", &tmp, e))?;
         Ok(ShardWriter {
-            dst: dir.join(&name),
             tmp,
             name,
             out,
@@ -503,7 +618,6 @@ impl ShardWriter {
         file.write_all_at(&header_bytes, 0).map_err(|e| Error::io_at("write", &self.tmp, 0, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
         drop(file);
-        fs::rename(&self.tmp, &self.dst).map_err(|e| Error::io("rename", &self.dst, e))?;
         let body_len = header.file_len() - HEADER_LEN;
         Ok(ShardInfo {
             file: self.name,
@@ -517,5 +631,60 @@ impl ShardWriter {
                 body_len as usize,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_carry_their_generation() {
+        for (generation, n) in [(0, 0), (0, 123_456), (1, 7), (12, 0)] {
+            let name = shard_file_name(generation, n);
+            assert_eq!(shard_generation(&name), Some(generation), "{name}");
+            assert_eq!(shard_generation(&format!(".{name}.tmp")), Some(generation), "{name}");
+            assert!(is_pack_name(&name));
+        }
+        assert_eq!(shard_file_name(0, 3), "shard-00003.rfp");
+        assert_eq!(shard_file_name(1, 3), "shard-g1-00003.rfp");
+        for name in [
+            "shard-notes.rfp",
+            "shard-.rfp",
+            "shard-g-00000.rfp",
+            "shard-g1-.rfp",
+            "shard-g1x-0.rfp",
+            "shard-00000.rfp.bak",
+            "xshard-00000.rfp",
+            ".shard-00000.rfp",
+            "shard-00000.rfp.tmp",
+        ] {
+            assert_eq!(shard_generation(name), None, "{name}");
+            assert!(!is_pack_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn classes_twice_and_labels_outside_them_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema { payload: Payload::Bytes, labels: true, keys: false };
+        let err = PackWriter::builder(dir.path().join("a"))
+            .schema(schema.clone())
+            .classes(vec!["cat".into(), "dog".into(), "cat".into()])
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("\"cat\" is given twice"), "{err}");
+        let mut w = PackWriter::builder(dir.path().join("b"))
+            .schema(schema)
+            .classes(vec!["cat".into(), "dog".into()])
+            .build()
+            .unwrap();
+        w.push(b"ok", 1, None).unwrap();
+        for bad in [2, -1] {
+            let err = w.push(b"x", bad, None).unwrap_err();
+            assert!(err.to_string().contains("outside the 2 classes"), "{err}");
+        }
+        w.finish().unwrap();
+        assert_eq!(crate::Dataset::open(dir.path().join("b")).unwrap().len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::imagefolder::is_image;
-use super::walk::sorted_entries;
+use super::walk::{not_regular, sorted_entries};
 use super::{FfRecordSource, FilesSource, ImageFolderSource, Source, TarSource, TfRecordSource};
 use crate::error::{Error, Result};
 
@@ -105,17 +105,26 @@ pub fn open_source(path: &Path, format: Option<SourceFormat>) -> Result<Box<dyn 
 }
 
 /// The container files of a source path: the file itself, or the files of
-/// a directory with one of `exts`, sorted.
+/// a directory with one of `exts`, sorted (symlinks followed; one with
+/// such a name that is not a readable regular file is an error).
 pub(crate) fn container_files(path: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io("open", path, e))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let files: Vec<PathBuf> = sorted_entries(path)?
-        .into_iter()
-        .map(|(_, p)| p)
-        .filter(|p| p.is_file() && exts.contains(&ext_of(p).as_str()))
-        .collect();
+    let mut files = Vec::new();
+    for (_, p) in sorted_entries(path)? {
+        if !exts.contains(&ext_of(&p).as_str()) {
+            continue;
+        }
+        // The walk's rule: an entry the source would read but cannot (a
+        // dangling link, a FIFO, a directory) is an error naming it.
+        let meta = std::fs::metadata(&p).map_err(|e| Error::io("follow symlink", &p, e))?;
+        if !meta.is_file() {
+            return Err(not_regular(&p, &meta));
+        }
+        files.push(p);
+    }
     if files.is_empty() {
         return Err(Error::Config(format!("{} holds no {} files", path.display(), exts.join("/"))));
     }

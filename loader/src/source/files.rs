@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::walk::{WalkedFile, read_file, read_file_into, walk_files};
 use super::{Source, SourceItem};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pack::manifest::{Payload, Schema};
 
 /// Extensions whose files are taken to be UTF-8 text.
@@ -14,8 +14,12 @@ const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "md", "json", "jsonl", "csv", 
 /// Every regular file under a directory, recursively, sorted by path.
 ///
 /// The payload kind is [`Payload::Text`] when every file has a text
-/// extension (`txt`, `md`, `json`, ...); such files are checked to be UTF-8
-/// when read. Otherwise it is [`Payload::Bytes`].
+/// extension (`txt`, `md`, `json`, ...); the packer then checks that each
+/// is UTF-8 (choose [`Payload::Bytes`] with
+/// [`PackOptionsBuilder::payload`](crate::PackOptionsBuilder::payload) to
+/// pack other encodings). Otherwise it is [`Payload::Bytes`]. Symlinks are
+/// followed; an entry that cannot be packed (a dangling link, a link loop,
+/// a FIFO, a file over the record limit) is an error naming it.
 #[derive(Debug)]
 pub struct FilesSource {
     files: Vec<WalkedFile>,
@@ -25,7 +29,7 @@ pub struct FilesSource {
 impl FilesSource {
     /// Lists the files under `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        let files = walk_files(root)?;
+        let files = walk_files(root, |_| true)?;
         let text = !files.is_empty()
             && files.iter().all(|f| {
                 Path::new(&f.rel)
@@ -34,17 +38,6 @@ impl FilesSource {
                     .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
             });
         Ok(FilesSource { files, text })
-    }
-}
-
-impl FilesSource {
-    fn check_text(&self, i: usize, bytes: &[u8]) -> Result<()> {
-        if !self.text {
-            return Ok(());
-        }
-        std::str::from_utf8(bytes).map(drop).map_err(|e| {
-            Error::corrupt(&self.files[i].path, e.valid_up_to() as u64, "text file is not valid UTF-8")
-        })
     }
 }
 
@@ -67,13 +60,15 @@ impl Source for FilesSource {
     }
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
-        let bytes = read_file(&self.files[i].path)?;
-        self.check_text(i, &bytes)?;
-        Ok(bytes)
+        let f = &self.files[i];
+        read_file(&f.path, f.size)
     }
 
     fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {
-        read_file_into(&self.files[i].path, out)?;
-        self.check_text(i, out)
+        read_file_into(&self.files[i].path, out)
+    }
+
+    fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+        Some((&self.files[i].path, 0))
     }
 }

@@ -15,7 +15,11 @@ pub(crate) const IMAGE_EXTENSIONS: &[&str] =
 /// class directories sorted by name get labels `0..k`, and images within a
 /// class are walked recursively in sorted order. Files with other
 /// extensions are skipped; a class without images is an error, as in
-/// torchvision. Keys are paths relative to `root`.
+/// torchvision. Symlinks are followed, class directories included;
+/// entries of `root` that are not directories are ignored, and inside a
+/// class an image name that cannot be packed (a dangling link, a link
+/// loop, a FIFO, a file over the record limit) is an error naming it.
+/// Keys are paths relative to `root`.
 #[derive(Debug)]
 pub struct ImageFolderSource {
     classes: Vec<String>,
@@ -33,11 +37,9 @@ impl ImageFolderSource {
             }
             let label = classes.len() as i64;
             let before = images.len();
-            for mut f in walk_files(&path)? {
-                if is_image(&f.rel) {
-                    f.rel = format!("{name}/{}", f.rel);
-                    images.push((f, label));
-                }
+            for mut f in walk_files(&path, is_image)? {
+                f.rel = format!("{name}/{}", f.rel);
+                images.push((f, label));
             }
             if images.len() == before {
                 return Err(Error::Config(format!(
@@ -88,7 +90,12 @@ impl Source for ImageFolderSource {
     }
 
     fn read(&self, i: usize) -> Result<Vec<u8>> {
-        read_file(&self.images[i].0.path)
+        let f = &self.images[i].0;
+        read_file(&f.path, f.size)
+    }
+
+    fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+        Some((&self.images[i].0.path, 0))
     }
 
     fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {

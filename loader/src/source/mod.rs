@@ -7,7 +7,8 @@
 //! writes the results in index order. Every source validates its own
 //! framing (TFRecord length CRCs, FFRecord header checksum, tar headers) and
 //! reports damage as [`Error::Corrupt`](crate::Error::Corrupt) naming file
-//! and offset.
+//! and offset. What the payload must be (UTF-8 for a text schema) is the
+//! packer's check, since the caller may choose another payload kind.
 
 mod containers;
 mod detect;
@@ -74,6 +75,15 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         }
         out.copy_from_slice(&payload);
         Ok(())
+    }
+    /// Where record `i`'s payload lies: the file, and the byte offset of
+    /// the payload in it (of its first member, for a multipart record), so
+    /// that a problem found in the payload (text that is not UTF-8) can
+    /// be reported where the user can look. Default: unknown (problems
+    /// then name the record by index and key).
+    fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+        let _ = i;
+        None
     }
 }
 

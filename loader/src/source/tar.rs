@@ -326,21 +326,17 @@ impl Source for TarSource {
         let (path, file) = &self.files[s.file as usize];
         let members = &self.members[s.first..s.first + self.parts.len()];
         if let [m] = members {
-            let data = read_range(file, path, m.offset, m.len)?;
-            if self.payload() == Payload::Text
-                && let Err(e) = std::str::from_utf8(&data)
-            {
-                return Err(Error::corrupt(
-                    path,
-                    m.offset + e.valid_up_to() as u64,
-                    "text member is not UTF-8",
-                ));
-            }
-            return Ok(data);
+            return read_range(file, path, m.offset, m.len);
         }
         let data =
             members.iter().map(|m| read_range(file, path, m.offset, m.len)).collect::<Result<Vec<_>>>()?;
         Ok(join_parts(&data.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+    }
+
+    fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+        let s = &self.samples[i];
+        let offset = self.members.get(s.first).map_or(0, |m| m.offset);
+        Some((&self.files[s.file as usize].0, offset))
     }
 }
 

@@ -126,6 +126,11 @@ impl Source for TfRecordSource {
         SourceItem { key: None, label: 0, size: u64::from(self.c.recs[i].len) }
     }
 
+    fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+        let rec = self.c.recs[i];
+        Some((self.c.file(rec.file).0, rec.offset))
+    }
+
     fn read(&self, i: usize) -> Result<Vec<u8>> {
         let rec = self.c.recs[i];
         let (path, file) = self.c.file(rec.file);

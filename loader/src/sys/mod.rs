@@ -10,8 +10,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub(crate) mod affinity;
+pub(crate) mod limits;
 #[cfg(feature = "tch")]
 pub(crate) mod tensor;
+pub(crate) mod uring_probe;
 
 /// Opens `path` for reading only if it is a regular file: a FIFO, device
 /// or directory where a dataset file should be is an error, not a read
@@ -27,6 +29,25 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+/// Restricts the calling thread to `cpus` (`sched_setaffinity`); the
+/// blocking-read workers' equivalent of glommio's placement.
+pub(crate) fn pin_thread(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is a valid
+    // (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu} on this system")));
+        }
+        // SAFETY: `cpu` is below CPU_SETSIZE, the number of bits in `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; the size passed is the size of
+    // `set`, which the kernel only reads.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Starts write-back of `len` bytes at `offset` of `file` without waiting
@@ -123,4 +144,22 @@ pub(crate) fn advise_huge_pages(addr: usize, len: usize) -> io::Result<()> {
     // neighbours of the caller's memory.
     let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_thread_is_pinned_to_the_cpus_given() {
+        let allowed = super::affinity::allowed_cpus().unwrap();
+        let last = *allowed.last().unwrap();
+        let seen = std::thread::spawn(move || {
+            super::pin_thread(&[last]).unwrap();
+            super::affinity::allowed_cpus().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, vec![last]);
+        let err = super::pin_thread(&[usize::MAX]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
 }

@@ -1325,7 +1325,12 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // ringfeed patch: preempted, possibly before running
+                // anything. Report work if a queue still has tasks, so that
+                // the caller polls I/O and comes back; returning `false`
+                // made it park in io_uring with runnable tasks and nothing
+                // in flight to wake it (see PATCHED.md).
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1338,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

@@ -1,0 +1,89 @@
+//! The descriptor limit (`RLIMIT_NOFILE`), and how many shard files each
+//! holder may keep open under it.
+//!
+//! A dataset can have thousands of shards; the readers keep a bounded
+//! number of them open (least recently used closed first) so that the
+//! descriptors used do not grow with the shard count. The caps are a share
+//! of the soft limit, raised to the hard one first, with half the limit
+//! left to the rest of the process (io_uring rings, eventfds, the training
+//! job's own files and sockets).
+
+use std::io;
+
+/// Most shard files any one holder (the dataset, a worker) keeps open.
+pub(crate) const MAX_OPEN_SHARDS: usize = 64;
+/// Fewest: below this a unit spread over many shards would reopen them
+/// for nearly every read.
+const MIN_OPEN_SHARDS: usize = 2;
+
+/// The `RLIMIT_NOFILE` limits as `(soft, hard)`.
+pub(crate) fn nofile_limits() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid out-parameter for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new
+/// `(soft, hard)`.
+pub(crate) fn raise_nofile() -> io::Result<(u64, u64)> {
+    let (soft, hard) = nofile_limits()?;
+    if soft < hard {
+        let lim = libc::rlimit { rlim_cur: hard, rlim_max: hard };
+        // SAFETY: `lim` is a valid, initialised struct read by the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    nofile_limits()
+}
+
+/// The soft descriptor limit after trying to raise it; a failure to raise
+/// is logged, not fatal (the caps below shrink to fit instead).
+fn soft_nofile() -> u64 {
+    match raise_nofile() {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            log::warn!("cannot raise the open-file limit: {e}");
+            nofile_limits().map(|(soft, _)| soft).unwrap_or(1024)
+        }
+    }
+}
+
+/// Shard files a [`Dataset`](crate::Dataset) keeps open: an eighth of the
+/// descriptor limit, at most [`MAX_OPEN_SHARDS`].
+pub(crate) fn dataset_open_shards() -> usize {
+    cap(soft_nofile() / 8)
+}
+
+/// Shard files each of `workers` loader workers keeps open, and reads it
+/// keeps in flight: what is left of half the descriptor limit once the
+/// dataset has its share, split between the workers, a third each. A
+/// worker holds at most this many idle files, plus one per read in flight
+/// (a file the cap closed while a read used it stays open until the read
+/// ends) and, while it opens a file, the dataset's descriptor of it.
+pub(crate) fn worker_open_shards(workers: usize) -> usize {
+    let soft = soft_nofile();
+    cap((soft / 2).saturating_sub(soft / 8) / (3 * workers.max(1) as u64))
+}
+
+fn cap(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).clamp(MIN_OPEN_SHARDS, MAX_OPEN_SHARDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        let (soft, hard) = raise_nofile().unwrap();
+        assert_eq!(soft, hard);
+        assert!((MIN_OPEN_SHARDS..=MAX_OPEN_SHARDS).contains(&dataset_open_shards()));
+        assert!((MIN_OPEN_SHARDS..=MAX_OPEN_SHARDS).contains(&worker_open_shards(0)));
+        assert_eq!(cap(u64::MAX), MAX_OPEN_SHARDS);
+        assert_eq!(cap(0), MIN_OPEN_SHARDS);
+    }
+}
