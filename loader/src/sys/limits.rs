@@ -1,5 +1,6 @@
-//! The descriptor limit (`RLIMIT_NOFILE`), and how many shard files each
-//! holder may keep open under it.
+//! Resource limits: reading and raising `RLIMIT_NOFILE` and
+//! `RLIMIT_MEMLOCK`, and how many shard files each holder may keep open
+//! under the descriptor limit.
 //!
 //! A dataset can have thousands of shards; the readers keep a bounded
 //! number of them open (least recently used closed first) so that the
@@ -16,28 +17,56 @@ pub(crate) const MAX_OPEN_SHARDS: usize = 64;
 /// for nearly every read.
 const MIN_OPEN_SHARDS: usize = 2;
 
-/// The `RLIMIT_NOFILE` limits as `(soft, hard)`.
-pub(crate) fn nofile_limits() -> io::Result<(u64, u64)> {
+/// A resource of `getrlimit`/`setrlimit`, as libc types it.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+/// The limits of `resource` as `(soft, hard)`.
+fn limits(resource: Resource) -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid out-parameter for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new
+/// Raises the soft limit of `resource` to its hard limit; returns the new
 /// `(soft, hard)`.
-pub(crate) fn raise_nofile() -> io::Result<(u64, u64)> {
-    let (soft, hard) = nofile_limits()?;
+fn raise_to_hard(resource: Resource) -> io::Result<(u64, u64)> {
+    let (soft, hard) = limits(resource)?;
     if soft < hard {
         let lim = libc::rlimit { rlim_cur: hard, rlim_max: hard };
         // SAFETY: `lim` is a valid, initialised struct read by the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    nofile_limits()
+    limits(resource)
+}
+
+/// The `RLIMIT_NOFILE` limits as `(soft, hard)`.
+pub(crate) fn nofile_limits() -> io::Result<(u64, u64)> {
+    limits(libc::RLIMIT_NOFILE)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new
+/// `(soft, hard)`.
+pub(crate) fn raise_nofile() -> io::Result<(u64, u64)> {
+    raise_to_hard(libc::RLIMIT_NOFILE)
+}
+
+/// The `RLIMIT_MEMLOCK` limits as `(soft, hard)` in bytes.
+pub(crate) fn memlock_limits() -> io::Result<(u64, u64)> {
+    limits(libc::RLIMIT_MEMLOCK)
+}
+
+/// Raises the soft `RLIMIT_MEMLOCK` to the hard limit; returns the new
+/// `(soft, hard)`.
+pub(crate) fn raise_memlock() -> io::Result<(u64, u64)> {
+    raise_to_hard(libc::RLIMIT_MEMLOCK)
 }
 
 /// The soft descriptor limit after trying to raise it; a failure to raise

@@ -95,30 +95,6 @@ pub(crate) fn dio_alignment(path: &Path) -> io::Result<DirectIo> {
     })
 }
 
-/// The `RLIMIT_MEMLOCK` limits as `(soft, hard)` in bytes.
-pub(crate) fn memlock_limits() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a valid out-parameter for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
-}
-
-/// Raises the soft `RLIMIT_MEMLOCK` to the hard limit; returns the new
-/// `(soft, hard)`.
-pub(crate) fn raise_memlock() -> io::Result<(u64, u64)> {
-    let (soft, hard) = memlock_limits()?;
-    if soft < hard {
-        let lim = libc::rlimit { rlim_cur: hard, rlim_max: hard };
-        // SAFETY: `lim` is a valid, initialised struct read by the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    memlock_limits()
-}
-
 /// Asks the kernel to back the whole pages inside the `len` bytes at `addr`
 /// with transparent huge pages (`MADV_HUGEPAGE`), so that filling a large
 /// fresh buffer takes a few dozen page faults instead of thousands. Only
