@@ -285,7 +285,7 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         .seed(args.seed)
         .drop_last(true)
         .epochs(u64::MAX)
-        .images(ImagePipeline::train(args.size).normalized())
+        .images(ImagePipeline::train(args.size)) // normalized f32, torchvision's recipe
         // Decode straight into the tensors the training step takes.
         .batch_memory(BatchMemory::Tensor);
     if args.cores > 0 {

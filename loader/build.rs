@@ -1,42 +1,30 @@
-//! With the `tch` feature, gives this package's binaries (tests, examples)
-//! what torch-sys' own build flags cannot pass on to them: an rpath to
-//! libtorch, so they run without `LD_LIBRARY_PATH`, and `libtorch_cuda`
-//! linked with `--no-as-needed`, which rustc's default `--as-needed` would
-//! otherwise drop because no symbol is used from it directly (leaving CUDA
-//! silently unavailable). Binary crates using ringfeed with `tch` need the
-//! same two flags; the examples and the CLI packages reuse this file.
-//!
-//! For the `ringfeed` package itself it also compiles
-//! `src/sys/tensor_shim.cpp`, the one libtorch call tch lacks (allocating a
-//! tensor in pinned host memory; see `src/sys/tensor.rs`); the examples
-//! package, which shares this file, gets only the link flags. Without
-//! `tch` nothing is compiled.
+//! With the `tch` feature: compiles `src/sys/tensor_shim.cpp`, the one
+//! libtorch call tch lacks (allocating a tensor in pinned host memory; see
+//! `src/sys/tensor.rs`), gives this package's own binaries (tests,
+//! examples) the rpath to libtorch and the `--no-as-needed` link of
+//! `libtorch_cuda` (`ringfeed_build::print_link_args`), and reports to the
+//! crates that depend on ringfeed (through `links = "ringfeed"`) where
+//! libtorch is, as `DEP_RINGFEED_LIBTORCH_LIB`, or `DEP_RINGFEED_TCH=off`
+//! without the feature. Link arguments do not propagate to dependents, so
+//! their build scripts print them: `ringfeed_build::link_libtorch()` reads
+//! that report (build-support/src/lib.rs). Without `tch` nothing is
+//! compiled.
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
+        println!("cargo:tch=off");
+        return;
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
-    println!("cargo:rerun-if-env-changed=CARGO_FEATURE_TCH");
-    if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
-        return;
-    }
-    if std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "ringfeed") {
-        shim::compile();
-    }
-    // The same lookup as torch-sys: LIBTORCH_LIB, else LIBTORCH, plus lib/.
-    let Some(root) = std::env::var_os("LIBTORCH_LIB").or_else(|| std::env::var_os("LIBTORCH")) else {
-        println!("cargo:warning=LIBTORCH is not set: binaries will need LD_LIBRARY_PATH to find libtorch");
-        return;
-    };
-    let lib = std::path::Path::new(&root).join("lib");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
+    let lib = shim::compile();
+    ringfeed_build::print_link_args(&lib);
+    println!("cargo:tch=on");
+    println!("cargo:libtorch_lib={}", lib.display());
 }
 
-/// The tensor shim, for ringfeed only.
+/// The tensor shim.
 mod shim {
     use std::env;
     use std::path::PathBuf;
@@ -48,7 +36,8 @@ mod shim {
     /// this script as `DEP_TCH_LIBTORCH_LIB` because ringfeed depends on
     /// torch-sys directly under `tch`. A missing libtorch already stopped
     /// torch-sys's own build script, with its instructions, before this.
-    pub(super) fn compile() {
+    /// Returns that libtorch's library directory.
+    pub(super) fn compile() -> PathBuf {
         println!("cargo:rerun-if-changed={SHIM}");
         println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
         println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
@@ -84,5 +73,6 @@ mod shim {
             .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
             .flag("-DGLOG_USE_GLOG_EXPORT")
             .compile("ringfeed_tensor_shim");
+        lib
     }
 }

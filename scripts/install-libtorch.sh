@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the CPU part of libtorch 2.13.0 (what tch 0.26 needs) into
 # .libtorch/ at the repository root, which .cargo/config.toml points LIBTORCH
-# at. Idempotent: does nothing when that version is already there.
+# at for this workspace. A crate outside it that uses ringfeed's `tch` sets
+# LIBTORCH=<this repository>/.libtorch itself (environment or its own
+# .cargo/config.toml [env]), and calls ringfeed_build::link_libtorch() in its
+# build.rs for the rpath (build-support/). Idempotent: does nothing when that
+# version is already there.
 #
 # Source: PyPI's torch 2.13.0 wheel (the only registry CI reaches). That
 # wheel is built for CUDA, so its CPU library needs two small CUDA runtime
@@ -10,8 +14,9 @@
 # empty shim instead. About 0.5 GB on disk.
 #
 # For GPU training, point LIBTORCH at a full CUDA libtorch instead (the
-# environment variable wins over .cargo/config.toml); ringfeed's build
-# scripts then link libtorch_cuda with --no-as-needed so it is not dropped.
+# environment variable wins over .cargo/config.toml); ringfeed_build's
+# link_libtorch() then links libtorch_cuda with --no-as-needed so it is not
+# dropped.
 #
 # Usage: scripts/install-libtorch.sh [DEST]
 set -euo pipefail

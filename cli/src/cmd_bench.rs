@@ -159,11 +159,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         )),
         _ => None,
     };
-    if let Some(mut p) = images {
-        if a.dtype == "f32" {
-            p = p.normalized();
-        }
-        builder = builder.images(p);
+    if let Some(p) = images {
+        // The library's presets give normalized f32; this command's
+        // default is u8.
+        builder = builder.images(if a.dtype == "u8" { p.u8() } else { p });
     }
     if let Some(m) = a.io_memory {
         builder = builder.io_memory(usize::try_from(m)?);

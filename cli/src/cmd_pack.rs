@@ -56,7 +56,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         )
         .expect("valid template"),
     );
-    let manifest = ringfeed::pack(&*source, &args.out_dir, &opts, |p| {
+    let manifest = ringfeed::pack(&source, &args.out_dir, &opts, |p| {
         if bar.length() != Some(p.total_bytes) {
             bar.set_length(p.total_bytes);
         }

@@ -8,6 +8,13 @@
 //!   caller-provided `[C, H, W]` or `[H, W, C]` slot of `u8` or `f32`. The
 //!   decoder is asked for the smallest DCT scale that still covers the crop
 //!   at output resolution, so large photos cost a fraction of a full decode.
+//!   The presets mean what torchvision's reference recipes do, as
+//!   `ringfeed::ImagePipeline`'s do: [`Pipeline::train`] and
+//!   [`Pipeline::val`] give ImageNet-normalized `f32`, [`Pipeline::u8`] raw
+//!   pixels. [`Pipeline::run`] draws every random choice from the caller's
+//!   generator (a [`rand_core::Rng`] of the `rand_core` re-exported here);
+//!   [`Pipeline::run_val`] runs a val pipeline, which draws nothing,
+//!   without one.
 //!
 //! ```
 //! use ringfeed_decode::{Decoder, Limits, Pixels, Scale};
@@ -43,7 +50,17 @@ pub use crate::error::{Error, Result};
 pub use crate::geometry::{CropBox, random_resized_crop, resize_center_crop};
 pub use crate::limits::Limits;
 pub use crate::pipeline::{
-    Applied, IMAGENET_MEAN, IMAGENET_STD, Layout, Output, OutputMut, Pipeline, Transform,
+    Applied, IMAGENET_MEAN, IMAGENET_STD, Layout, MAX_OUTPUT_SIDE, Output, OutputMut, Pipeline, Transform,
 };
 pub use crate::pixels::Pixels;
+/// The generators of the re-exported [`rand_core`], e.g.
+/// `Xoshiro256PlusPlus`, the one `ringfeed::sample_rng` returns.
+pub use rand_xoshiro;
+/// The `rand_core` whose [`Rng`](rand_core::Rng) trait
+/// [`Pipeline::run`] and [`random_resized_crop`] take (0.10). A generator
+/// of another version (`rand` 0.9 brings `rand_core` 0.9) does not
+/// implement it, and the compiler's complaint names `DerefMut`; name the
+/// trait through this re-export, and seed a generator from
+/// [`rand_xoshiro`] (or `ringfeed::sample_rng`), to get the matching one.
+pub use rand_xoshiro::rand_core;
 pub use ringfeed_resample::Kernels;

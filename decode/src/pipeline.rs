@@ -43,6 +43,65 @@ pub enum Transform {
     },
 }
 
+/// Largest output side of any pipeline.
+pub const MAX_OUTPUT_SIDE: u32 = 8192;
+
+impl Transform {
+    /// The side of the square output: `size` for [`Train`](Self::Train),
+    /// `crop` for [`Val`](Self::Val).
+    pub fn output_side(&self) -> u32 {
+        match *self {
+            Transform::Train { size, .. } => size,
+            Transform::Val { crop, .. } => crop,
+        }
+    }
+
+    /// Whether the transform can run: an output side in
+    /// `1..=`[`MAX_OUTPUT_SIDE`], a center crop no larger than the resize,
+    /// `0 < scale.0 <= scale.1 <= 1`, `0 < ratio.0 <= ratio.1`, a flip
+    /// probability in `[0, 1]`. [`Pipeline::new`] checks it; call it to
+    /// refuse a configuration before any image is decoded.
+    ///
+    /// Fails with [`Error::Config`] naming the offending value.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Transform::Train { scale, ratio, flip, .. } => {
+                if !(0.0 < scale.0 && scale.0 <= scale.1 && scale.1 <= 1.0) {
+                    return Err(Error::Config(format!(
+                        "scale range {scale:?} must satisfy 0 < lo <= hi <= 1"
+                    )));
+                }
+                if !(0.0 < ratio.0 && ratio.0 <= ratio.1 && ratio.1.is_finite()) {
+                    return Err(Error::Config(format!(
+                        "ratio range {ratio:?} must satisfy 0 < lo <= hi < infinity"
+                    )));
+                }
+                if !(0.0..=1.0).contains(&flip) {
+                    return Err(Error::Config(format!("flip probability {flip} is not in [0, 1]")));
+                }
+            }
+            Transform::Val { resize, crop } => {
+                if crop > resize {
+                    return Err(Error::Config(format!(
+                        "center crop {crop} is larger than the resize {resize}"
+                    )));
+                }
+            }
+        }
+        let side = self.output_side();
+        if side == 0 || side > MAX_OUTPUT_SIDE {
+            return Err(Error::Config(format!("output side {side} must be in 1..={MAX_OUTPUT_SIDE}")));
+        }
+        Ok(())
+    }
+
+    /// Whether the transform draws anything from a generator: `false` for
+    /// [`Val`](Self::Val), which [`Pipeline::run_val`] runs without one.
+    pub fn is_random(&self) -> bool {
+        matches!(self, Transform::Train { .. })
+    }
+}
+
 /// Memory layout of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -100,8 +159,8 @@ pub struct Applied {
 /// every image.
 ///
 /// ```no_run
-/// use rand_xoshiro::Xoshiro256PlusPlus;
-/// use rand_xoshiro::rand_core::SeedableRng;
+/// use ringfeed_decode::rand_core::SeedableRng;
+/// use ringfeed_decode::rand_xoshiro::Xoshiro256PlusPlus;
 /// use ringfeed_decode::{OutputMut, Pipeline};
 /// # fn main() -> ringfeed_decode::Result<()> {
 /// let mut p = Pipeline::train(224)?;
@@ -154,33 +213,8 @@ impl Pipeline {
         gray: bool,
         limits: Limits,
     ) -> Result<Self> {
-        let side = match transform {
-            Transform::Train { size, scale, ratio, flip } => {
-                if !(0.0 < scale.0 && scale.0 <= scale.1 && scale.1 <= 1.0) {
-                    return Err(Error::Config(format!(
-                        "scale range {scale:?} must satisfy 0 < lo <= hi <= 1"
-                    )));
-                }
-                if !(0.0 < ratio.0 && ratio.0 <= ratio.1) {
-                    return Err(Error::Config(format!("ratio range {ratio:?} must satisfy 0 < lo <= hi")));
-                }
-                if !(0.0..=1.0).contains(&flip) {
-                    return Err(Error::Config(format!("flip probability {flip} is not in [0, 1]")));
-                }
-                size
-            }
-            Transform::Val { resize, crop } => {
-                if crop > resize {
-                    return Err(Error::Config(format!(
-                        "center crop {crop} is larger than the resize {resize}"
-                    )));
-                }
-                crop
-            }
-        };
-        if side == 0 || side > 8192 {
-            return Err(Error::Config(format!("output side {side} must be in 1..=8192")));
-        }
+        transform.validate()?;
+        let side = transform.output_side();
         let resized = vec![0; side as usize * side as usize * if gray { 1 } else { 3 }];
         Ok(Pipeline {
             transform,
@@ -222,9 +256,12 @@ impl Pipeline {
         self.resampler.kernels()
     }
 
-    /// Training preset: RandomResizedCrop(`size`, scale (0.08, 1), ratio
-    /// (3/4, 4/3)), RandomHorizontalFlip(0.5), ImageNet normalization, f32
-    /// `[3, size, size]`.
+    /// Training preset, torchvision's reference recipe:
+    /// RandomResizedCrop(`size`, scale (0.08, 1), ratio (3/4, 4/3)),
+    /// RandomHorizontalFlip(0.5), ImageNet normalization, `f32`
+    /// `[3, size, size]`. Add [`u8`](Self::u8) for raw pixels.
+    ///
+    /// The same meaning as `ringfeed::ImagePipeline::train`.
     pub fn train(size: u32) -> Result<Self> {
         let t = Transform::Train { size, scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0), flip: 0.5 };
         Self::new(
@@ -236,8 +273,13 @@ impl Pipeline {
         )
     }
 
-    /// Validation preset: Resize(`resize`) + CenterCrop(`crop`), ImageNet
-    /// normalization, f32 `[3, crop, crop]`.
+    /// Validation preset, torchvision's reference recipe:
+    /// Resize(`resize`) + CenterCrop(`crop`), ImageNet normalization, `f32`
+    /// `[3, crop, crop]`. It draws nothing at random:
+    /// [`run_val`](Self::run_val) runs it without a generator. Add
+    /// [`u8`](Self::u8) for raw pixels.
+    ///
+    /// The same meaning as `ringfeed::ImagePipeline::val`.
     pub fn val(resize: u32, crop: u32) -> Result<Self> {
         Self::new(
             Transform::Val { resize, crop },
@@ -248,11 +290,19 @@ impl Pipeline {
         )
     }
 
+    /// Raw `u8` pixels (0..=255, not normalized) instead of the presets'
+    /// normalized `f32`: a quarter of the memory, for normalizing on the
+    /// GPU. Default: the output given to [`new`](Self::new) (normalized
+    /// `f32` for [`train`](Self::train) and [`val`](Self::val)).
+    #[must_use]
+    pub fn u8(mut self) -> Self {
+        self.output = Output::U8;
+        self.affine = normalization(Output::U8);
+        self
+    }
+
     fn side(&self) -> u32 {
-        match self.transform {
-            Transform::Train { size, .. } => size,
-            Transform::Val { crop, .. } => crop,
-        }
+        self.transform.output_side()
     }
 
     fn channels(&self) -> usize {
@@ -283,6 +333,13 @@ impl Pipeline {
     /// [`output_len`](Self::output_len) elements of the configured type).
     /// All randomness comes from `rng`, so the same bytes and RNG state give
     /// the same output, bit for bit, on any thread.
+    ///
+    /// `rng` implements [`rand_core::Rng`](crate::rand_core::Rng) of the
+    /// `rand_core` this crate re-exports (0.10): a generator of another
+    /// `rand` / `rand_core` version (`rand` 0.9 uses `rand_core` 0.9) does
+    /// not, and the compiler says so through the trait's blanket impl for
+    /// `DerefMut`. Seed one of [`crate::rand_xoshiro`]'s generators, or use
+    /// [`run_val`](Self::run_val) for a pipeline that draws nothing.
     pub fn run(&mut self, bytes: &[u8], rng: &mut impl Rng, out: OutputMut<'_>) -> Result<Applied> {
         self.check_slot(&out)?;
         let (info, orientation) = self.oriented_info(bytes)?;
@@ -297,6 +354,38 @@ impl Pipeline {
         self.crop_resize_write(bytes, &info, orientation, crop, out, || {
             flip_p > 0.0 && uniform(rng, 0.0, 1.0) < flip_p
         })
+    }
+
+    /// [`run`](Self::run) without a generator, for a pipeline that draws
+    /// nothing: a [`Transform::Val`] (Resize + CenterCrop), as validation
+    /// and inference use. The output is the same as `run`'s with any
+    /// generator.
+    ///
+    /// Fails with [`Error::Config`] for a [`Transform::Train`] pipeline,
+    /// whose crop and flip are random.
+    ///
+    /// ```no_run
+    /// use ringfeed_decode::{OutputMut, Pipeline};
+    /// # fn main() -> ringfeed_decode::Result<()> {
+    /// let mut p = Pipeline::val(256, 224)?;
+    /// let mut out = vec![0f32; p.output_len()]; // [3, 224, 224], normalized
+    /// let jpeg = std::fs::read("cat.jpg").unwrap();
+    /// p.run_val(&jpeg, OutputMut::F32(&mut out))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_val(&mut self, bytes: &[u8], out: OutputMut<'_>) -> Result<Applied> {
+        let Transform::Val { resize, crop } = self.transform else {
+            return Err(Error::Config(
+                "run_val needs a val transform (Resize + CenterCrop); a train transform draws its crop \
+                 and flip from a generator: use run"
+                    .into(),
+            ));
+        };
+        self.check_slot(&out)?;
+        let (info, orientation) = self.oriented_info(bytes)?;
+        let crop = resize_center_crop(info.width, info.height, resize, crop);
+        self.crop_resize_write(bytes, &info, orientation, crop, out, || false)
     }
 
     /// Decodes `bytes` and resizes the full-resolution box `[left, top,

@@ -2,8 +2,9 @@
 //!
 //! Variants are split by what the caller can do about them: fix the
 //! environment ([`Error::Io`]), replace or re-pack damaged data
-//! ([`Error::Corrupt`]), upgrade the reader ([`Error::Unsupported`]) or fix
-//! the arguments ([`Error::Config`]).
+//! ([`Error::Corrupt`]), upgrade the reader ([`Error::Unsupported`]), fix
+//! the arguments ([`Error::Config`]), give the process more memory
+//! ([`Error::Memory`]) or libtorch what it needs ([`Error::Tensor`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -81,6 +82,27 @@ pub enum Error {
     /// worker could not start, or stopped unexpectedly).
     #[error("loader shut down: {0}")]
     Shutdown(String),
+    /// libtorch could not allocate or build a tensor (feature `tch`): a
+    /// batch's images or labels as a tensor, in pinned memory when CUDA is
+    /// available. Usually memory (lower the batch size or image side) or
+    /// the libtorch / CUDA set-up; the message is libtorch's.
+    #[error("tensor conversion failed: {0}")]
+    Tensor(String),
+    /// The operating system refused memory for a batch's buffer. Lower the
+    /// batch size, image side or prefetch, or raise the process's memory
+    /// limit.
+    #[error("cannot allocate {what}: {source}")]
+    Memory {
+        /// What was being allocated, with its size.
+        what: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A check of ringfeed's own invariants failed: a bug in ringfeed,
+    /// worth a report with the message.
+    #[error("internal error (a bug in ringfeed): {0}")]
+    Internal(String),
 }
 
 fn at(offset: Option<u64>) -> String {

@@ -10,12 +10,15 @@
 //!   (O_DIRECT or buffered), checks every record's CRC, and optionally
 //!   decodes and augments images on the same core ([`ImagePipeline`], your
 //!   own [`SampleTransform`]); batches arrive in order through a bounded
-//!   queue ([`Loader`], configured by [`LoaderBuilder`]).
+//!   queue ([`Loader`], configured by [`LoaderBuilder`]; as an async
+//!   [`LoaderStream`] that still reports its state; a validation preset,
+//!   [`LoaderBuilder::for_validation`]).
 //! - **Seeded epochs**: a global shuffle with O(1) memory, split across DDP
 //!   ranks like PyTorch's `DistributedSampler` ([`EpochPlan`],
 //!   [`DdpConfig`]); batch contents and every random augmentation depend
 //!   only on (seed, epoch, sample index) ([`sample_rng`]), and a run resumes
-//!   exactly from a [`LoaderState`] of a few integers.
+//!   exactly from a [`LoaderState`] of a few integers, with the builder of
+//!   the planned run, which must agree with what the state records.
 //! - **Bad data**: a corrupt or undecodable record fails the run, is
 //!   skipped or is replaced ([`ErrorPolicy`]); errors name the file, record
 //!   and offset ([`Error`]).
@@ -26,7 +29,10 @@
 //!
 //! # Example
 //!
-//! Pack a directory of text files, read it back, and stream it:
+//! Pack a directory of text files, read it back, and stream it. Every
+//! path argument is any `AsRef<Path>` (`&str`, `String`, `&Path`,
+//! `PathBuf`), and [`pack`] takes the source [`open_source`] returns as it
+//! is:
 //!
 //! ```
 //! use ringfeed::{Dataset, Loader, PackOptions, SourceFormat};
@@ -37,7 +43,7 @@
 //! let out = tempfile::tempdir().unwrap();
 //!
 //! let source = ringfeed::open_source(src.path(), Some(SourceFormat::Files))?;
-//! let manifest = ringfeed::pack(&*source, out.path(), &PackOptions::builder().build()?, |_| {})?;
+//! let manifest = ringfeed::pack(source, out.path(), &PackOptions::builder().build()?, |_| {})?;
 //! assert_eq!(manifest.records, 2);
 //!
 //! let ds = Dataset::open(out.path())?;
@@ -80,6 +86,7 @@ pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};
 pub use crate::engine::resources::IoMode;
 pub use crate::engine::state::LoaderState;
+pub use crate::engine::stream::LoaderStream;
 pub use crate::engine::transform::{Sample, SamplePixels, SampleTransform};
 pub use crate::error::{Error, Result};
 pub use crate::order::{

@@ -142,7 +142,8 @@ struct Check {
 /// symlinks and `..`; an output that does not exist yet is resolved
 /// through its nearest existing ancestor. Call it before [`pack`] with
 /// the path the source was opened from (`ringfeed pack` does).
-pub fn check_pack_paths(src: &Path, out_dir: &Path) -> Result<()> {
+pub fn check_pack_paths(src: impl AsRef<Path>, out_dir: impl AsRef<Path>) -> Result<()> {
+    let (src, out_dir) = (src.as_ref(), out_dir.as_ref());
     let src = src.canonicalize().map_err(|e| Error::io("open", src, e))?;
     let mut existing = out_dir.to_path_buf();
     let mut rest = Vec::new();
@@ -180,6 +181,12 @@ pub fn check_pack_paths(src: &Path, out_dir: &Path) -> Result<()> {
 
 /// Packs every record of `source` into a new dataset in `out_dir`.
 ///
+/// `source` is any [`Source`]: the `Box<dyn Source>` that
+/// [`open_source`](crate::open_source) returns, a concrete source such as
+/// [`TarSource`](crate::TarSource), or a reference to either (to keep
+/// using it afterwards). `out_dir`, like every path ringfeed takes, is any
+/// [`AsRef<Path>`]: `&str`, `String`, `&Path`, `PathBuf`.
+///
 /// `out_dir` must be missing, empty, or hold an earlier ringfeed dataset
 /// (which is replaced), and must not overlap the source's files (see
 /// [`check_pack_paths`]). While it writes, it holds an exclusive lock on
@@ -189,12 +196,31 @@ pub fn check_pack_paths(src: &Path, out_dir: &Path) -> Result<()> {
 /// or nothing that opens). When the payload is images, those the image
 /// decoder would refuse (over its size limits, or not JPEG/PNG) are
 /// reported in one `log` warning; they are packed all the same.
+///
+/// ```
+/// use ringfeed::{Dataset, PackOptions};
+/// # fn main() -> ringfeed::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let src_dir = tmp.path().join("docs");
+/// # std::fs::create_dir(&src_dir).unwrap();
+/// # std::fs::write(src_dir.join("a.txt"), "first").unwrap();
+/// # std::fs::write(src_dir.join("b.txt"), "second").unwrap();
+/// # let out_dir = tmp.path().join("packed");
+/// let src = ringfeed::open_source(&src_dir, None)?;
+/// ringfeed::check_pack_paths(&src_dir, &out_dir)?;
+/// let manifest = ringfeed::pack(src, &out_dir, &PackOptions::builder().build()?, |_| {})?;
+/// assert_eq!(manifest.records, 2);
+/// assert_eq!(Dataset::open(&out_dir)?.record(1)?.payload, b"second");
+/// # Ok(())
+/// # }
+/// ```
 pub fn pack(
-    source: &dyn Source,
-    out_dir: &Path,
+    source: impl Source,
+    out_dir: impl AsRef<Path>,
     options: &PackOptions,
     mut progress: impl FnMut(PackProgress),
 ) -> Result<Manifest> {
+    let source: &dyn Source = &source;
     let mut schema = source.schema();
     if let Some(payload) = &options.payload {
         schema.payload = payload.clone();

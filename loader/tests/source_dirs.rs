@@ -64,7 +64,7 @@ fn imagefolder_errors_are_clear() {
     let empty = scratch();
     let err = open_source(empty.path(), Some(SourceFormat::ImageFolder)).unwrap_err();
     assert!(err.to_string().contains("no class directories"), "{err}");
-    let err = open_source(&empty.path().join("missing"), None).unwrap_err();
+    let err = open_source(empty.path().join("missing"), None).unwrap_err();
     assert!(matches!(err, ringfeed::Error::Io { .. }) && err.to_string().contains("missing"), "{err}");
 }
 

@@ -65,7 +65,7 @@ fn sample_offset(b: &[u8], i: usize) -> u64 {
 
 #[test]
 fn samples_match_the_fixture() {
-    let src = FfRecordSource::open(&fixture_dir()).unwrap();
+    let src = FfRecordSource::open(fixture_dir()).unwrap();
     assert_eq!(src.format(), "ffrecord");
     let schema = src.schema();
     assert_eq!((schema.payload, schema.labels, schema.keys), (Payload::Bytes, false, false));
@@ -81,7 +81,7 @@ fn samples_match_the_fixture() {
 
 #[test]
 fn packs_and_reads_back() {
-    let src = FfRecordSource::open(&fixture_dir()).unwrap();
+    let src = FfRecordSource::open(fixture_dir()).unwrap();
     let out = scratch();
     let m = ringfeed::pack(&src, out.path(), &PackOptions::builder().build().unwrap(), |_| {}).unwrap();
     assert_eq!(m.source, "ffrecord");

@@ -86,7 +86,7 @@ fn pack_and_compare(src: &TarSource, payloads: &[Vec<u8>]) -> ringfeed::Manifest
 
 #[test]
 fn single_member_shards_match_webdataset() {
-    let src = TarSource::open(&fixture_dir().join("images")).unwrap();
+    let src = TarSource::open(fixture_dir().join("images")).unwrap();
     assert_eq!(src.format(), "tar");
     let schema = src.schema();
     assert_eq!((schema.payload, schema.labels, schema.keys), (Payload::Image, true, true));
@@ -98,7 +98,7 @@ fn single_member_shards_match_webdataset() {
 
 #[test]
 fn multi_member_samples_match_webdataset() {
-    let src = TarSource::open(&fixture_dir().join("multi.tar")).unwrap();
+    let src = TarSource::open(fixture_dir().join("multi.tar")).unwrap();
     let want = expected("multi");
     let parts: Vec<String> = want[0].members.iter().map(|m| m.0.clone()).collect();
     assert_eq!(parts, ["jpg", "json", "seg.png"]);

@@ -61,7 +61,7 @@ fn damaged_copy(damage: impl FnOnce(&mut Vec<u8>, &[u64])) -> (tempfile::TempDir
 
 #[test]
 fn records_match_the_reference_reader() {
-    let src = TfRecordSource::open(&fixture_dir()).unwrap();
+    let src = TfRecordSource::open(fixture_dir()).unwrap();
     assert_eq!(src.format(), "tfrecord");
     let schema = src.schema();
     assert_eq!((schema.payload, schema.labels, schema.keys), (Payload::TfExample, false, false));
@@ -79,14 +79,14 @@ fn records_match_the_reference_reader() {
 #[test]
 fn a_single_file_opens_alone() {
     let (name, recs) = expected_files().remove(1);
-    let src = TfRecordSource::open(&fixture_dir().join(name)).unwrap();
+    let src = TfRecordSource::open(fixture_dir().join(name)).unwrap();
     assert_eq!(src.len(), recs.len());
     assert_eq!(crc32fast::hash(&src.read(1).unwrap()), recs[1].1);
 }
 
 #[test]
 fn packs_and_reads_back() {
-    let src = TfRecordSource::open(&fixture_dir()).unwrap();
+    let src = TfRecordSource::open(fixture_dir()).unwrap();
     let out = scratch();
     let m = ringfeed::pack(&src, out.path(), &PackOptions::builder().build().unwrap(), |_| {}).unwrap();
     assert_eq!(m.source, "tfrecord");

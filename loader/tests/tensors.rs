@@ -35,7 +35,7 @@ fn bytes_of(t: &Tensor) -> Vec<u8> {
 fn batches_become_tensors_without_copying() {
     let (dir, recs) = dataset(false);
     for (pipeline, kind) in
-        [(ImagePipeline::train(32), Kind::Uint8), (ImagePipeline::val(40, 32).normalized(), Kind::Float)]
+        [(ImagePipeline::train(32).u8(), Kind::Uint8), (ImagePipeline::val(40, 32), Kind::Float)]
     {
         let mut seen = 0;
         for batch in loader(dir.path(), Some(pipeline), ErrorPolicy::Fail) {
@@ -69,7 +69,7 @@ fn batches_become_tensors_without_copying() {
 #[test]
 fn batch_memory_is_chosen_per_loader() {
     let (dir, _) = dataset(false);
-    let pipeline = ImagePipeline::val(40, 32).normalized();
+    let pipeline = ImagePipeline::val(40, 32);
     let pooled = Loader::builder(dir.path()).batch_size(5).seed(3).cores(2).images(pipeline);
     let mut tensors = loader(dir.path(), Some(pipeline), ErrorPolicy::Fail);
     for batch in pooled.build().unwrap() {
@@ -89,7 +89,7 @@ fn batch_memory_is_chosen_per_loader() {
 #[test]
 fn tensors_outlive_the_loader() {
     let (dir, _) = dataset(false);
-    let mut l = loader(dir.path(), Some(ImagePipeline::train(32)), ErrorPolicy::Fail);
+    let mut l = loader(dir.path(), Some(ImagePipeline::train(32).u8()), ErrorPolicy::Fail);
     let batch = l.next().unwrap().unwrap();
     let want = batch.images.as_ref().unwrap().data().to_vec();
     let (images, _) = batch.into_tensors().unwrap();
@@ -101,7 +101,7 @@ fn tensors_outlive_the_loader() {
 fn skipped_records_shrink_the_tensors() {
     let (dir, recs) = dataset(true);
     let mut rows = 0;
-    for batch in loader(dir.path(), Some(ImagePipeline::train(32)), ErrorPolicy::Skip) {
+    for batch in loader(dir.path(), Some(ImagePipeline::train(32).u8()), ErrorPolicy::Skip) {
         let batch: Batch = batch.unwrap();
         let (n, epoch, indices) = (batch.len(), batch.epoch, batch.indices.clone());
         let (images, labels) = batch.into_tensors().unwrap();
@@ -109,7 +109,7 @@ fn skipped_records_shrink_the_tensors() {
         assert_eq!(labels.size(), [n as i64]);
         let got = bytes_of(&images);
         for (row, &index) in indices.iter().enumerate() {
-            let want = standalone(ImagePipeline::train(32), &recs[index as usize], epoch, index);
+            let want = standalone(ImagePipeline::train(32).u8(), &recs[index as usize], epoch, index);
             assert_eq!(&got[row * want.len()..(row + 1) * want.len()], &want[..], "record {index}");
         }
         rows += n;
@@ -120,14 +120,29 @@ fn skipped_records_shrink_the_tensors() {
 #[test]
 fn cloned_images_convert_by_copying_the_same_values() {
     let (dir, _) = dataset(false);
-    let batch = loader(dir.path(), Some(ImagePipeline::train(32).normalized()), ErrorPolicy::Fail)
-        .next()
-        .unwrap()
-        .unwrap();
+    let batch =
+        loader(dir.path(), Some(ImagePipeline::train(32)), ErrorPolicy::Fail).next().unwrap().unwrap();
     let copy = batch.images.clone().unwrap().into_tensor().unwrap();
     let (images, _) = batch.into_tensors().unwrap();
     assert_ne!(copy.data_ptr(), images.data_ptr());
     assert_eq!(bytes_of(&copy), bytes_of(&images));
+}
+
+/// Tensor-backed f32 images, and their clones (copied into plain memory),
+/// read as aligned `f32` values: the tensor's own.
+#[test]
+fn tensor_images_read_as_f32() {
+    let (dir, _) = dataset(false);
+    for batch in loader(dir.path(), Some(ImagePipeline::val(40, 32)), ErrorPolicy::Fail) {
+        let batch = batch.unwrap();
+        let images = batch.images.as_ref().unwrap();
+        let copy = images.clone();
+        let values = images.as_f32().expect("f32 images").to_vec();
+        assert_eq!(copy.as_f32(), Some(&values[..]));
+        assert_eq!(copy.as_f32().unwrap().as_ptr().align_offset(align_of::<f32>()), 0);
+        let (tensor, _) = batch.into_tensors().unwrap();
+        assert_eq!(Vec::<f32>::try_from(&tensor.flatten(0, -1)).unwrap(), values);
+    }
 }
 
 #[test]

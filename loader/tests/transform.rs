@@ -49,7 +49,7 @@ fn expected(pipeline: ImagePipeline, record: &[u8], epoch: u64, index: u64) -> V
 #[test]
 fn a_transform_changes_every_sample_reproducibly() {
     let (dir, recs) = dataset(false);
-    for pipeline in [ImagePipeline::train(48), ImagePipeline::train(32).normalized()] {
+    for pipeline in [ImagePipeline::train(48).u8(), ImagePipeline::train(32)] {
         let mut digests = Vec::new();
         // Two cores share the first batch between them: both paths run it.
         for cores in [1, 2] {
@@ -79,7 +79,7 @@ fn a_transform_changes_every_sample_reproducibly() {
 /// The position of `index` in the run's delivery order (batch, slot), with
 /// 2 cores and batches of 5.
 fn batch_of(dir: &std::path::Path, index: u64) -> usize {
-    let order: Vec<Batch> = loader(dir, ImagePipeline::train(16), 1, ErrorPolicy::Fail)
+    let order: Vec<Batch> = loader(dir, ImagePipeline::train(16).u8(), 1, ErrorPolicy::Fail)
         .build()
         .unwrap()
         .map(Result::unwrap)
@@ -92,7 +92,7 @@ fn a_panicking_transform_ends_the_stream_with_an_error_naming_the_record() {
     let (dir, _) = dataset(false);
     // One record in the first batch (decoded in shares by both cores) and
     // one in a later batch.
-    let first: Vec<Batch> = loader(dir.path(), ImagePipeline::train(16), 1, ErrorPolicy::Fail)
+    let first: Vec<Batch> = loader(dir.path(), ImagePipeline::train(16).u8(), 1, ErrorPolicy::Fail)
         .build()
         .unwrap()
         .map(Result::unwrap)
@@ -104,7 +104,7 @@ fn a_panicking_transform_ends_the_stream_with_an_error_naming_the_record() {
                     assert_ne!(sample.index, target, "this record upsets the transform");
                     Ok(())
                 });
-                let results: Vec<_> = loader(dir.path(), ImagePipeline::train(16), cores, policy)
+                let results: Vec<_> = loader(dir.path(), ImagePipeline::train(16).u8(), cores, policy)
                     .sample_transform(transform)
                     .build()
                     .unwrap()
@@ -142,7 +142,7 @@ fn a_rejected_sample_follows_the_error_policy() {
         };
     for cores in [1, 2] {
         let run = |policy| -> (Vec<ringfeed::Result<Batch>>, ringfeed::MetricsSnapshot) {
-            let mut l = loader(dir.path(), ImagePipeline::train(16), cores, policy)
+            let mut l = loader(dir.path(), ImagePipeline::train(16).u8(), cores, policy)
                 .sample_transform(reject())
                 .build()
                 .unwrap();

@@ -7,7 +7,7 @@
 //! for any real job and narrow enough that the largest allowed value still
 //! fits in memory (or, for counts of cores, on the CPUs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,9 +57,21 @@ pub struct LoaderBuilder {
     pub(crate) io_backend: super::io_backend::IoBackend,
     pub(crate) prefetch: Option<usize>,
     pub(crate) on_error: ErrorPolicy,
+    /// First epoch of the planned run; after [`build`](Self::build) with
+    /// a resume, the epoch of the first batch delivered.
     pub(crate) start_epoch: u64,
+    /// Batch of `start_epoch` delivered first (set by a resume).
     pub(crate) start_batch: u64,
     pub(crate) epochs: u64,
+    /// The run ends before this epoch (set by [`build`](Self::build)).
+    pub(crate) end_epoch: u64,
+    /// Which of the settings a resume also records were set on this
+    /// builder (by a setter or a preset), so that a disagreement with the
+    /// saved state is an error rather than a silent override.
+    pub(crate) set: Explicit,
+    /// Whether rank and world size come from torchrun's `RANK` and
+    /// `WORLD_SIZE` when [`ddp`](Self::ddp) is not set.
+    pub(crate) ddp_from_env: bool,
     pub(crate) io_memory: Option<usize>,
     pub(crate) max_merge: u64,
     pub(crate) max_gap: u64,
@@ -70,7 +82,8 @@ pub struct LoaderBuilder {
 }
 
 impl LoaderBuilder {
-    pub(crate) fn new(dataset: PathBuf) -> Self {
+    pub(crate) fn new(dataset: impl AsRef<Path>) -> Self {
+        let dataset = dataset.as_ref().to_path_buf();
         LoaderBuilder {
             dataset,
             batch_size: 64,
@@ -87,6 +100,9 @@ impl LoaderBuilder {
             start_epoch: 0,
             start_batch: 0,
             epochs: 1,
+            end_epoch: 1,
+            set: Explicit::default(),
+            ddp_from_env: true,
             io_memory: None,
             max_merge: 1 << 20,
             max_gap: 32 << 10,
@@ -100,12 +116,14 @@ impl LoaderBuilder {
     /// Records per batch, `1..=65536`. Default: 64.
     pub fn batch_size(mut self, n: u64) -> Self {
         self.batch_size = n;
+        self.set.batch_size = true;
         self
     }
 
     /// Seed of every epoch order and per-sample RNG. Default: 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self.set.seed = true;
         self
     }
 
@@ -114,14 +132,17 @@ impl LoaderBuilder {
     /// for what a window's reads hold). Default: [`Shuffle::Global`].
     pub fn shuffle(mut self, shuffle: Shuffle) -> Self {
         self.shuffle = shuffle;
+        self.set.shuffle = true;
         self
     }
 
     /// Rank, world size and tail policy. Default: from torchrun's `RANK`
-    /// and `WORLD_SIZE` environment variables (rank 0 of 1 when unset),
-    /// padding the tail.
+    /// and `WORLD_SIZE` environment variables (rank 0 of 1 when unset; not
+    /// read after [`for_validation`](Self::for_validation)), padding the
+    /// tail.
     pub fn ddp(mut self, ddp: DdpConfig) -> Self {
         self.ddp = Some(ddp);
+        self.set.ddp = true;
         self
     }
 
@@ -130,6 +151,40 @@ impl LoaderBuilder {
     /// Default: false.
     pub fn drop_last(mut self, yes: bool) -> Self {
         self.drop_last = Some(yes);
+        self
+    }
+
+    /// The validation preset: every record once, in dataset order, in one
+    /// epoch. Sets [`Shuffle::Sequential`], [`epochs(1)`](Self::epochs) and
+    /// [`drop_last(false)`](Self::drop_last) (the partial last batch is
+    /// kept), and stops reading rank and world size from torchrun's `RANK`
+    /// and `WORLD_SIZE`: the loader reads the whole dataset even in a
+    /// distributed job. Call it first; setters called after it change what
+    /// they set. To split the pass between ranks anyway, set
+    /// [`ddp`](Self::ddp) (e.g. `DdpConfig::from_env()?`); the ranks then
+    /// read disjoint parts, except that without `drop_last` the last
+    /// batches are padded with records from the start, as PyTorch's
+    /// `DistributedSampler` does. Default: not applied (the training
+    /// defaults described at each setter).
+    ///
+    /// ```no_run
+    /// # fn main() -> ringfeed::Result<()> {
+    /// use ringfeed::{ImagePipeline, Loader};
+    /// let val = Loader::builder("data/val.rf")
+    ///     .for_validation()
+    ///     .batch_size(256)
+    ///     .images(ImagePipeline::val(256, 224))
+    ///     .build()?;
+    /// for batch in val {
+    ///     let batch = batch?;
+    ///     // evaluate
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn for_validation(mut self) -> Self {
+        self = self.shuffle(Shuffle::Sequential).epochs(1).drop_last(false);
+        self.ddp_from_env = false;
         self
     }
 
@@ -198,15 +253,35 @@ impl LoaderBuilder {
         self
     }
 
-    /// First epoch to run. Default: 0.
+    /// First epoch of the planned run. With [`resume`](Self::resume) the
+    /// run still starts here: the saved state says where inside it to
+    /// continue (at or after this epoch). Default: 0.
     pub fn start_epoch(mut self, epoch: u64) -> Self {
         self.start_epoch = epoch;
         self
     }
 
-    /// Epochs to run, counting the first (partial, when resuming) one; the
-    /// last epoch's number, start plus epochs, must fit in a `u64`.
-    /// Default: 1.
+    /// Epochs of the planned run: epochs `start_epoch..start_epoch + n`,
+    /// so `n` is the total the run trains for (counted from epoch 0 unless
+    /// [`start_epoch`](Self::start_epoch) says otherwise). A resumed run
+    /// keeps the plan: built with the same `epochs(n)` and
+    /// [`resume`](Self::resume), it delivers the batches the interrupted
+    /// run had left, and stops where the uninterrupted run would have
+    /// stopped. `start_epoch + n` must fit in a `u64`. Default: 1.
+    ///
+    /// ```no_run
+    /// # fn main() -> ringfeed::Result<()> {
+    /// # let saved = String::new();
+    /// use ringfeed::{Loader, LoaderState};
+    /// let plan = || Loader::builder("data/train.rf").batch_size(256).seed(7).epochs(90);
+    /// // First launch: epochs 0..90.
+    /// let loader = plan().build()?;
+    /// # drop(loader);
+    /// // After a crash in epoch 41: the rest of epoch 41, then 42..90.
+    /// let loader = plan().resume(LoaderState::from_json(&saved)?).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn epochs(mut self, n: u64) -> Self {
         self.epochs = n;
         self
@@ -251,7 +326,7 @@ impl LoaderBuilder {
 
     /// Where the workers decode each batch's images: the loader's recycled
     /// buffers, or (feature `tch`) a libtorch tensor per batch that
-    /// [`Batch::into_tensors`](crate::Batch::into_tensors) hands over
+    /// `Batch::into_tensors` hands over
     /// without a copy. Only this loader is affected. Default:
     /// [`BatchMemory::Pooled`](super::images::BatchMemory::Pooled).
     pub fn batch_memory(mut self, memory: super::images::BatchMemory) -> Self {
@@ -281,7 +356,7 @@ impl LoaderBuilder {
     ///     Ok(())
     /// });
     /// let loader = Loader::builder("data/train.rf")
-    ///     .images(ImagePipeline::train(224))
+    ///     .images(ImagePipeline::train(224).u8())
     ///     .sample_transform(brightness)
     ///     .build()?;
     /// # Ok(())
@@ -292,10 +367,21 @@ impl LoaderBuilder {
         self
     }
 
-    /// Continues from a saved [`LoaderState`]: seed, order, batch size,
-    /// ranks and position all come from it, so the loader yields exactly
-    /// the batches the saved run had not delivered yet. Set
-    /// [`epochs`](Self::epochs) to how many epochs to run from there.
+    /// Continues from a saved [`LoaderState`], so the loader yields exactly
+    /// the batches the saved run had not delivered yet, up to the end of
+    /// the planned run ([`start_epoch`](Self::start_epoch) +
+    /// [`epochs`](Self::epochs), the same as for the saved run).
+    ///
+    /// What the state records (seed, order, batch size, rank, world size,
+    /// `drop_last`, image pipeline) is taken from it where this builder
+    /// leaves it unset; set on the builder too (or, for rank and world
+    /// size, in torchrun's `RANK` / `WORLD_SIZE`), it must agree, or
+    /// [`build`](Self::build) fails with an [`Error::Config`] naming both
+    /// values. The image pipeline must always be given again
+    /// ([`images`](Self::images)) and equal. A state from another version
+    /// of ringfeed's orders ([`LoaderState::VERSION`]), from a dataset
+    /// with another number of records, or past the end of the planned run
+    /// is refused too. Default: none (a fresh run).
     pub fn resume(mut self, state: LoaderState) -> Self {
         self.resume = Some(state);
         self
@@ -323,6 +409,81 @@ impl LoaderBuilder {
         }
     }
 
+    /// Rank, world size and `drop_last`: [`ddp`](Self::ddp), else the
+    /// environment (unless turned off), else a single process; then
+    /// [`drop_last`](Self::drop_last).
+    fn resolve_ddp(&self) -> Result<DdpConfig> {
+        let mut ddp = match self.ddp {
+            Some(d) => d,
+            None if self.ddp_from_env => DdpConfig::from_env()?,
+            None => DdpConfig::default(),
+        };
+        if let Some(d) = self.drop_last {
+            ddp.drop_last = d;
+        }
+        Ok(ddp)
+    }
+
+    /// Takes from `st` what it records, refusing every disagreement with
+    /// a setting made on this builder, and moves the start to its
+    /// position inside the planned run.
+    fn apply_resume(&mut self, st: &LoaderState) -> Result<()> {
+        st.check_version()?;
+        let conflict = |what: &str, here: String, saved: String| {
+            Err(Error::Config(format!(
+                "resume: {what} is {here} on the builder but {saved} in the saved state; \
+                 leave it unset to take the saved value, or start a new run"
+            )))
+        };
+        if self.set.batch_size && self.batch_size != st.batch_size {
+            return conflict("the batch size", self.batch_size.to_string(), st.batch_size.to_string());
+        }
+        if self.set.seed && self.seed != st.seed {
+            return conflict("the seed", self.seed.to_string(), st.seed.to_string());
+        }
+        if self.set.shuffle && self.shuffle != st.shuffle {
+            return conflict("the shuffle", format!("{:?}", self.shuffle), format!("{:?}", st.shuffle));
+        }
+        // Rank and world size were set when given to `ddp` or found in
+        // the environment; `drop_last` when given to either setter.
+        let ddp = self.ddp.unwrap_or_default();
+        let ranks_set = self.set.ddp || (self.ddp_from_env && crate::order::ddp_env_is_set()?);
+        if ranks_set && (ddp.rank, ddp.world_size) != (st.rank, st.world_size) {
+            let source = if self.set.ddp { "" } else { " (from RANK / WORLD_SIZE)" };
+            return conflict(
+                "the rank",
+                format!("{} of {}{source}", ddp.rank, ddp.world_size),
+                format!("{} of {}", st.rank, st.world_size),
+            );
+        }
+        let drop_last_set = self.drop_last.is_some() || self.set.ddp;
+        if drop_last_set && ddp.drop_last != st.drop_last {
+            return conflict("drop_last", ddp.drop_last.to_string(), st.drop_last.to_string());
+        }
+        if !super::state::same_pipeline(self.images.as_ref(), st.images.as_ref()) {
+            let show = |p: Option<&super::images::ImagePipeline>| match p {
+                Some(p) => format!("{p:?}"),
+                None => "no image pipeline".to_string(),
+            };
+            return conflict("the image pipeline", show(self.images.as_ref()), show(st.images.as_ref()));
+        }
+        if st.epoch < self.start_epoch || (st.epoch, st.next_batch) > (self.end_epoch, 0) {
+            return Err(Error::Config(format!(
+                "resume: the saved state is at epoch {} batch {}, outside the planned run of epochs {}..{} \
+                 (start_epoch {} + epochs {}); raise epochs to continue past its end",
+                st.epoch, st.next_batch, self.start_epoch, self.end_epoch, self.start_epoch, self.epochs
+            )));
+        }
+        self.batch_size = st.batch_size;
+        self.seed = st.seed;
+        self.shuffle = st.shuffle;
+        self.ddp = Some(DdpConfig::new(st.rank, st.world_size, st.drop_last)?);
+        self.drop_last = Some(st.drop_last);
+        self.start_epoch = st.epoch;
+        self.start_batch = st.next_batch;
+        Ok(())
+    }
+
     /// Every range of the setters' docs, checked before anything is
     /// allocated or started.
     fn check(&self) -> Result<()> {
@@ -333,14 +494,6 @@ impl LoaderBuilder {
         if let Shuffle::Block { block_len, window } = self.shuffle {
             check_range("block_len", block_len, 1, u64::MAX)?;
             check_range("window", window, 1, u64::MAX)?;
-        }
-        if self.start_epoch.checked_add(self.epochs).is_none() {
-            return Err(Error::Config(format!(
-                "epochs must be 0..={} from start epoch {}, got {}",
-                u64::MAX - self.start_epoch,
-                self.start_epoch,
-                self.epochs
-            )));
         }
         self.check_cores()?;
         if let Some(bytes) = self.io_memory {
@@ -388,22 +541,51 @@ impl LoaderBuilder {
 
     /// Opens the dataset, starts the workers and returns the loader. Blocks
     /// the calling thread meanwhile; see [`build_async`](Self::build_async).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a value outside its documented range, a
+    /// resume that disagrees with a setting of this builder (naming both
+    /// values, see [`resume`](Self::resume)) or is refused, or an image
+    /// pipeline on a dataset of other records; errors opening the dataset
+    /// or starting the workers as they come.
     pub fn build(mut self) -> Result<Loader> {
-        if let Some(st) = self.resume {
-            self.seed = st.seed;
-            self.shuffle = st.shuffle;
-            self.batch_size = st.batch_size;
-            self.ddp = Some(DdpConfig::new(st.rank, st.world_size, st.drop_last)?);
-            self.drop_last = Some(st.drop_last);
-            self.start_epoch = st.epoch;
-            self.start_batch = st.next_batch;
-        }
+        // The plan, before a resume moves the start inside it.
+        self.end_epoch = self.start_epoch.checked_add(self.epochs).ok_or_else(|| {
+            Error::Config(format!(
+                "epochs must be 0..={} from start epoch {}, got {}",
+                u64::MAX - self.start_epoch,
+                self.start_epoch,
+                self.epochs
+            ))
+        })?;
         self.check()?;
+        if let Some(images) = &self.images
+            && super::state::describe_pipeline(images).is_none()
+        {
+            return Err(Error::Config(format!(
+                "image pipeline {images:?} cannot be recorded in a loader state"
+            )));
+        }
+        self.ddp = Some(self.resolve_ddp()?);
+        if let Some(st) = self.resume {
+            self.apply_resume(&st)?;
+            self.check()?;
+        }
         if self.images.is_some() {
             check_image_dataset(&self.dataset)?;
         }
         Loader::start(self)
     }
+}
+
+/// Which settings that a [`LoaderState`] records were set on the builder.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Explicit {
+    batch_size: bool,
+    seed: bool,
+    shuffle: bool,
+    ddp: bool,
 }
 
 /// Most records per batch.
@@ -495,7 +677,8 @@ fn check_images(images: &super::images::ImagePipeline, batch: u64) -> Result<()>
             binary(MAX_IMAGE_BATCH_BYTES)
         )));
     }
-    Ok(())
+    // The decoder's own rules (train scale / ratio / flip ranges).
+    images.validate()
 }
 
 /// Refuses an image pipeline on a dataset whose records are not images,

@@ -313,7 +313,7 @@ mod tests {
             w.push(r, 0, None).unwrap();
         }
         w.finish().unwrap();
-        let pipeline = ImagePipeline::train(24);
+        let pipeline = ImagePipeline::train(24).u8();
         let build = |policy| {
             Loader::builder(dir.path())
                 .batch_size(5)

@@ -5,7 +5,16 @@
 use bytes::Bytes;
 pub use ringfeed_decode::{Output as ImageOutput, Transform as ImageTransform};
 
-/// What the loader does with each record's payload besides delivering it.
+/// What the loader does with each record's payload besides delivering it:
+/// a crop / resize rule and an element type.
+///
+/// The presets mean what torchvision's reference recipes (and
+/// `ringfeed_decode::Pipeline::train` / `val`) mean: [`train`](Self::train)
+/// and [`val`](Self::val) give ImageNet-normalized `f32`, as
+/// `ToTensor() + Normalize(mean, std)` does; [`u8`](Self::u8) asks for raw
+/// pixels instead (a quarter of the memory, for normalizing on the GPU).
+///
+/// `Display` writes it the way torchvision would spell it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImagePipeline {
     /// Crop / resize rules.
@@ -14,8 +23,15 @@ pub struct ImagePipeline {
     pub output: ImageOutput,
 }
 
+/// ImageNet-normalized `f32`, the presets' output.
+const IMAGENET: ImageOutput =
+    ImageOutput::F32 { mean: ringfeed_decode::IMAGENET_MEAN, std: ringfeed_decode::IMAGENET_STD };
+
 impl ImagePipeline {
-    /// RandomResizedCrop(`size`) + RandomHorizontalFlip(0.5), `u8` output.
+    /// torchvision's training recipe: RandomResizedCrop(`size`, scale
+    /// (0.08, 1), ratio (3/4, 4/3)) + RandomHorizontalFlip(0.5), ImageNet
+    /// normalization, `f32` `[3, size, size]`. Add [`u8`](Self::u8) for
+    /// raw pixels.
     pub fn train(size: u32) -> Self {
         ImagePipeline {
             transform: ImageTransform::Train {
@@ -24,30 +40,54 @@ impl ImagePipeline {
                 ratio: (3.0 / 4.0, 4.0 / 3.0),
                 flip: 0.5,
             },
-            output: ImageOutput::U8,
+            output: IMAGENET,
         }
     }
 
-    /// Resize(`resize`) + CenterCrop(`crop`), `u8` output.
+    /// torchvision's evaluation recipe: Resize(`resize`, shorter side) +
+    /// CenterCrop(`crop`), ImageNet normalization, `f32` `[3, crop, crop]`
+    /// (torchvision's ImageNet scripts use `val(256, 224)`). Add
+    /// [`u8`](Self::u8) for raw pixels.
     pub fn val(resize: u32, crop: u32) -> Self {
-        ImagePipeline { transform: ImageTransform::Val { resize, crop }, output: ImageOutput::U8 }
+        ImagePipeline { transform: ImageTransform::Val { resize, crop }, output: IMAGENET }
     }
 
-    /// Normalized `f32` output with ImageNet's mean and std.
+    /// Raw `u8` pixels (0..=255, not normalized) instead of normalized
+    /// `f32`. Default: normalized `f32` ([`normalized`](Self::normalized)).
+    #[must_use]
+    pub fn u8(mut self) -> Self {
+        self.output = ImageOutput::U8;
+        self
+    }
+
+    /// `f32` output, `(pixel / 255 - mean) / std` per channel with
+    /// ImageNet's mean and std: what [`train`](Self::train) and
+    /// [`val`](Self::val) give, so this only undoes [`u8`](Self::u8) or
+    /// spells the choice out. (For other means, set
+    /// [`output`](Self::output) to an [`ImageOutput::F32`].) Default: on.
     #[must_use]
     pub fn normalized(mut self) -> Self {
-        self.output =
-            ImageOutput::F32 { mean: ringfeed_decode::IMAGENET_MEAN, std: ringfeed_decode::IMAGENET_STD };
+        self.output = IMAGENET;
         self
+    }
+
+    /// Checks the pipeline as the decoder will run it: an output side in
+    /// `1..=8192`, a center crop no larger than the resize, valid train
+    /// scale / ratio / flip ranges. [`LoaderBuilder::build`] calls it (with
+    /// the loader's own limits on the resize and a batch's size), so an
+    /// invalid pipeline fails there rather than at the first batch.
+    ///
+    /// Fails with [`Error::Config`](crate::Error::Config) ("invalid
+    /// configuration: image pipeline: ...").
+    ///
+    /// [`LoaderBuilder::build`]: crate::LoaderBuilder::build
+    pub fn validate(&self) -> crate::Result<()> {
+        self.transform.validate().map_err(config_error)
     }
 
     /// Output side and element type.
     pub(crate) fn side_and_dtype(&self) -> crate::Result<(usize, ImageDtype)> {
-        let side = match self.transform {
-            ImageTransform::Train { size, .. } => size,
-            ImageTransform::Val { crop, .. } => crop,
-            _ => return Err(crate::Error::Config("unknown image transform".into())),
-        } as usize;
+        let side = self.transform.output_side() as usize;
         let dtype = if self.output == ImageOutput::U8 { ImageDtype::U8 } else { ImageDtype::F32 };
         Ok((side, dtype))
     }
@@ -55,7 +95,7 @@ impl ImagePipeline {
     /// Bytes of one sample's `[3, side, side]` output.
     pub(crate) fn sample_bytes(&self) -> crate::Result<usize> {
         let (side, dtype) = self.side_and_dtype()?;
-        Ok(3 * side * side * if dtype == ImageDtype::U8 { 1 } else { 4 })
+        Ok(3 * side * side * dtype.size())
     }
 
     pub(crate) fn build(&self) -> crate::Result<ringfeed_decode::Pipeline> {
@@ -66,7 +106,39 @@ impl ImagePipeline {
             false,
             ringfeed_decode::Limits::default(),
         )
-        .map_err(|e| crate::Error::Config(format!("image pipeline: {e}")))
+        .map_err(config_error)
+    }
+}
+
+/// A decoder error about the pipeline as a loader configuration error,
+/// with the one "invalid configuration:" prefix (the decoder's own
+/// `Config` message carries it too).
+fn config_error(e: ringfeed_decode::Error) -> crate::Error {
+    let reason = match e {
+        ringfeed_decode::Error::Config(reason) => reason,
+        other => other.to_string(),
+    };
+    crate::Error::Config(format!("image pipeline: {reason}"))
+}
+
+impl std::fmt::Display for ImagePipeline {
+    /// torchvision's spelling, e.g. `Resize(256) + CenterCrop(224),
+    /// normalized f32 (mean [0.485, 0.456, 0.406], std [0.229, 0.224,
+    /// 0.225])`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.transform {
+            ImageTransform::Train { size, scale, ratio, flip } => write!(
+                f,
+                "RandomResizedCrop({size}, scale=({}, {}), ratio=({}, {})) + RandomHorizontalFlip({flip})",
+                scale.0, scale.1, ratio.0, ratio.1
+            )?,
+            ImageTransform::Val { resize, crop } => write!(f, "Resize({resize}) + CenterCrop({crop})")?,
+            other => write!(f, "{other:?}")?,
+        }
+        match self.output {
+            ImageOutput::U8 => f.write_str(", u8"),
+            ImageOutput::F32 { mean, std } => write!(f, ", normalized f32 (mean {mean:?}, std {std:?})"),
+        }
     }
 }
 
@@ -88,25 +160,42 @@ pub enum BatchMemory {
     Tensor,
 }
 
-/// Element type of [`Images`].
+/// Element type of [`Images`] (byte order: see [`Images`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageDtype {
     /// One byte per value.
     U8,
-    /// Little-endian `f32`, four bytes per value.
+    /// `f32`, four bytes per value.
     F32,
 }
 
-/// A batch of decoded images: `[B, C, H, W]`, contiguous, row-major,
-/// native-endian.
+impl ImageDtype {
+    /// Bytes per value: 1 or 4.
+    pub fn size(self) -> usize {
+        match self {
+            ImageDtype::U8 => 1,
+            ImageDtype::F32 => 4,
+        }
+    }
+}
+
+/// A batch of decoded images: `[B, C, H, W]`, contiguous, row-major.
 ///
-/// With [`BatchMemory::Tensor`] (feature `tch`) the values live in a
+/// `f32` values are in the machine's native byte order (little-endian on
+/// the x86-64 and aarch64 Linux machines ringfeed runs on), as a tensor
+/// library expects them in memory: [`as_f32`](Self::as_f32) reads them
+/// without conversion; [`data`](Self::data) gives their bytes, to read with
+/// `f32::from_ne_bytes`.
+///
+/// With `BatchMemory::Tensor` (feature `tch`) the values live in a
 /// libtorch tensor from the start (workers decode straight into it) and
 /// `Batch::into_tensors` hands that tensor over without copying.
 #[derive(Debug)]
 pub struct Images {
     shape: [usize; 4],
     dtype: ImageDtype,
+    /// Invariant: `shape`'s product × `dtype.size()` bytes, and for `F32`
+    /// aligned for `f32` (see [`Images::new`]).
     storage: Storage,
 }
 
@@ -121,6 +210,29 @@ pub(crate) enum Storage {
 }
 
 impl Images {
+    /// Images over `storage`, which holds `shape`'s values of `dtype`.
+    /// Establishes the alignment [`as_f32`](Self::as_f32) relies on:
+    /// the loader's buffers are page-aligned maps (its pool), libtorch
+    /// tensors (64-byte aligned) or, for the first batch, one heap block
+    /// (the global allocator aligns those to 16 bytes), and slots are
+    /// multiples of 4 bytes, so `f32` values are aligned as they come; a
+    /// buffer that is not (an allocator that aligns less) is copied into
+    /// one that is.
+    pub(crate) fn new(shape: [usize; 4], dtype: ImageDtype, storage: Storage) -> crate::Result<Self> {
+        let mut images = Images { shape, dtype, storage };
+        let len = shape.iter().product::<usize>() * dtype.size();
+        if images.data().len() != len {
+            return Err(crate::Error::Internal(format!(
+                "{} image bytes for {shape:?} {dtype:?} values",
+                images.data().len()
+            )));
+        }
+        if dtype == ImageDtype::F32 && bytemuck::try_cast_slice::<u8, f32>(images.data()).is_err() {
+            images.storage = Storage::Bytes(aligned_copy(images.data()));
+        }
+        Ok(images)
+    }
+
     /// Shape `[B, C, H, W]`.
     pub fn shape(&self) -> [usize; 4] {
         self.shape
@@ -141,7 +253,8 @@ impl Images {
         }
     }
 
-    /// The values' bytes, `B * C * H * W * element size` of them.
+    /// The values' bytes, `B * C * H * W * element size` of them, in native
+    /// byte order.
     pub fn data(&self) -> &[u8] {
         match &self.storage {
             Storage::Bytes(b) => b,
@@ -150,20 +263,65 @@ impl Images {
         }
     }
 
+    /// The values as `f32`, `B * C * H * W` of them, for
+    /// [`ImageDtype::F32`] images (`None` for `u8`; read those with
+    /// [`data`](Self::data)). No copy: every `Images` keeps `f32` values
+    /// aligned (see the type's docs), so this never fails for `F32`.
+    ///
+    /// ```no_run
+    /// use ringfeed::{ImagePipeline, Loader};
+    /// # fn main() -> ringfeed::Result<()> {
+    /// let loader = Loader::builder("data/val.rf").images(ImagePipeline::val(256, 224)).build()?;
+    /// for batch in loader {
+    ///     let batch = batch?;
+    ///     let images = batch.images.as_ref().expect("an image loader");
+    ///     let values: &[f32] = images.as_f32().expect("val gives normalized f32");
+    ///     assert_eq!(values.len(), images.shape().iter().product::<usize>());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        if self.dtype != ImageDtype::F32 {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.data()).ok()
+    }
+
     #[cfg(feature = "tch")]
     pub(crate) fn into_parts(self) -> ([usize; 4], ImageDtype, Storage) {
         (self.shape, self.dtype, self.storage)
     }
 }
 
+/// `bytes` (a whole number of `f32`s) copied into a buffer aligned for
+/// `f32`: a `Vec<f32>`'s, which a `Bytes` then owns.
+fn aligned_copy(bytes: &[u8]) -> Bytes {
+    /// A `Vec<f32>` seen as bytes.
+    struct F32Buf(Vec<f32>);
+    impl AsRef<[u8]> for F32Buf {
+        fn as_ref(&self) -> &[u8] {
+            bytemuck::cast_slice(&self.0)
+        }
+    }
+    let n = bytes.len() / 4;
+    let mut values = vec![0f32; n];
+    bytemuck::cast_slice_mut::<f32, u8>(&mut values).copy_from_slice(&bytes[..n * 4]);
+    Bytes::from_owner(F32Buf(values))
+}
+
 impl Clone for Images {
     /// A copy of the values (tensor-backed images are copied into a plain
-    /// buffer: the original tensor keeps its single owner).
+    /// buffer, aligned for `f32`: the original tensor keeps its single
+    /// owner).
     fn clone(&self) -> Self {
         let storage = match &self.storage {
             Storage::Bytes(b) => Storage::Bytes(b.clone()),
             #[cfg(feature = "tch")]
-            Storage::Tensor(t) => Storage::Bytes(Bytes::copy_from_slice(t.bytes())),
+            Storage::Tensor(t) => Storage::Bytes(match self.dtype {
+                ImageDtype::F32 => aligned_copy(t.bytes()),
+                ImageDtype::U8 => Bytes::copy_from_slice(t.bytes()),
+            }),
         };
         Images { shape: self.shape, dtype: self.dtype, storage }
     }
@@ -188,6 +346,18 @@ pub(crate) enum ImageBuf {
     Tensor(crate::sys::tensor::TensorSlab),
 }
 
+/// A libtorch tensor for `shape` values of `dtype`; libtorch's refusal is
+/// an [`Error::Tensor`](crate::Error::Tensor).
+#[cfg(feature = "tch")]
+fn tensor_slab(
+    shape: [usize; 4],
+    dtype: ImageDtype,
+    huge_pages: bool,
+) -> crate::Result<crate::sys::tensor::TensorSlab> {
+    let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
+    crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages).map_err(crate::Error::Tensor)
+}
+
 impl ImageBuf {
     /// Memory for `shape` values of `dtype`, as the loader's
     /// [`BatchMemory`] says: a pooled buffer (reused, so page faults stop
@@ -201,17 +371,13 @@ impl ImageBuf {
     ) -> crate::Result<Self> {
         match s.batch_memory {
             #[cfg(feature = "tch")]
-            BatchMemory::Tensor => {
-                let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
-                crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages)
-                    .map(ImageBuf::Tensor)
-                    .map_err(crate::Error::Shutdown)
-            }
+            BatchMemory::Tensor => tensor_slab(shape, dtype, huge_pages).map(ImageBuf::Tensor),
             BatchMemory::Pooled => {
                 let _ = huge_pages;
-                let total = shape.iter().product::<usize>() * if dtype == ImageDtype::U8 { 1 } else { 4 };
-                s.pool.take(total).map(ImageBuf::Pool).map_err(|e| {
-                    crate::Error::Shutdown(format!("cannot map a {total}-byte image buffer: {e}"))
+                let total = shape.iter().product::<usize>() * dtype.size();
+                s.pool.take(total).map(ImageBuf::Pool).map_err(|source| crate::Error::Memory {
+                    what: format!("a {total}-byte image buffer"),
+                    source,
                 })
             }
         }
@@ -261,7 +427,7 @@ pub(crate) async fn decode_pending(
         None => (ImageBuf::new(s, [n, 3, side, side], dtype, true)?, (0..n).collect()),
     };
     if images.bytes_mut().len() != slot_bytes * n {
-        return Err(crate::Error::Shutdown(format!(
+        return Err(crate::Error::Internal(format!(
             "an image buffer of {} bytes for {n} samples of {slot_bytes}",
             images.bytes_mut().len()
         )));
@@ -358,10 +524,11 @@ fn f32_slot(slot: &mut [u8], f32_output: bool) -> crate::Result<Option<&mut [f32
     if !f32_output {
         return Ok(None);
     }
-    // Buffers are page-aligned and slots multiples of 4 bytes.
+    // Buffers are page-aligned maps, libtorch tensors or heap blocks, and
+    // slots multiples of 4 bytes (see `Images::new`).
     bytemuck::try_cast_slice_mut(slot)
         .map(Some)
-        .map_err(|e| crate::Error::Shutdown(format!("image buffer is not f32-aligned: {e}")))
+        .map_err(|e| crate::Error::Internal(format!("image buffer is not f32-aligned: {e}")))
 }
 
 /// Applies the error policy to a bad record: the error under `Fail`, else
@@ -407,9 +574,55 @@ pub(crate) fn finish_images(
         ImageBuf::Shared(b) => Storage::Bytes(b.freeze().slice(..kept * slot)),
         #[cfg(feature = "tch")]
         ImageBuf::Tensor(mut t) => {
-            t.keep_rows(kept).map_err(crate::Error::Shutdown)?;
+            t.keep_rows(kept).map_err(crate::Error::Tensor)?;
             Storage::Tensor(t)
         }
     };
-    Ok(Some(Images { shape: [kept, 3, side, side], dtype, storage }))
+    Images::new([kept, 3, side, side], dtype, storage).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_images_over_a_misaligned_buffer_are_realigned() {
+        let values: Vec<f32> = (0..24).map(|v| v as f32 - 0.5).collect();
+        let mut raw = vec![0u8; 1];
+        raw.extend(values.iter().flat_map(|v| v.to_ne_bytes()));
+        let whole = Bytes::from(raw);
+        // One of the two starts is misaligned, whatever the allocator did.
+        for start in [0, 1] {
+            let bytes = whole.slice(start..start + 96);
+            let images = Images::new([2, 3, 2, 2], ImageDtype::F32, Storage::Bytes(bytes.clone())).unwrap();
+            assert_eq!(images.data(), &bytes[..]);
+            if start == 1 {
+                assert_eq!(images.as_f32(), Some(&values[..]));
+            }
+            assert_eq!(images.as_f32().map(<[f32]>::len), Some(24));
+        }
+        let u8s = Images::new([2, 3, 4, 4], ImageDtype::U8, Storage::Bytes(whole.slice(1..97))).unwrap();
+        assert_eq!(u8s.as_f32(), None);
+        let wrong =
+            Images::new([2, 3, 2, 2], ImageDtype::F32, Storage::Bytes(whole.slice(..95))).unwrap_err();
+        assert!(matches!(wrong, crate::Error::Internal(_)), "{wrong}");
+    }
+
+    #[test]
+    fn aligned_copy_keeps_the_bytes() {
+        let bytes: Vec<u8> = (0..64).collect();
+        let copy = aligned_copy(&bytes[1..33]);
+        assert_eq!(&copy[..], &bytes[1..33]);
+        assert_eq!(copy.as_ptr().align_offset(4), 0);
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn a_tensor_libtorch_refuses_is_a_tensor_error() {
+        let err = tensor_slab([usize::MAX / 2, 3, 2, 2], ImageDtype::F32, false).unwrap_err();
+        assert!(matches!(err, crate::Error::Tensor(_)), "{err}");
+        assert!(err.to_string().starts_with("tensor conversion failed: "), "{err}");
+        // Not corrupt data: the CLI exits with 2 (usage / environment), not 1.
+        assert!(!err.is_corruption());
+    }
 }

@@ -18,9 +18,9 @@ use super::plan::{EpochPlan, Unit, units};
 use super::pool::BufferPool;
 use super::resources::{IoMode, io_memory, resolve_io};
 use super::state::LoaderState;
+use super::stream::LoaderStream;
 use super::worker::{self, WorkerSpec};
 use crate::error::{Error, Result};
-use crate::order::DdpConfig;
 use crate::pack::reader::Dataset;
 
 /// Streams batches of a pack dataset, epoch after epoch.
@@ -42,6 +42,18 @@ use crate::pack::reader::Dataset;
 /// [`LoaderBuilder::build_async`] and [`close`](Loader::close), which do
 /// both on threads of their own.
 ///
+/// A `Loader` is [`Send`] and [`Sync`]: move it to another thread, or
+/// share `&Loader` (its queries such as [`state`](Loader::state),
+/// [`metrics`](Loader::metrics) and [`classes`](Loader::classes) take
+/// `&self`); taking batches takes `&mut self`. So a future that holds a
+/// loader (or `&Loader`) across an `.await` is `Send` too.
+///
+/// ```
+/// fn send_sync<T: Send + Sync>() {}
+/// send_sync::<ringfeed::Loader>();
+/// send_sync::<ringfeed::LoaderStream>();
+/// ```
+///
 /// ```no_run
 /// # fn main() -> ringfeed::Result<()> {
 /// let mut loader = ringfeed::Loader::builder("/data/imagenet.rf").batch_size(256).seed(7).epochs(90).build()?;
@@ -56,7 +68,7 @@ use crate::pack::reader::Dataset;
 pub struct Loader {
     receivers: Vec<flume::Receiver<Result<Batch>>>,
     workers: Vec<WorkerThread>,
-    units: Box<dyn Iterator<Item = Unit> + Send>,
+    units: Box<dyn Iterator<Item = Unit> + Send + Sync>,
     /// Units handed out so far; the next unit comes from worker `seq % cores`.
     seq: usize,
     /// Worker and batches left of the unit being received.
@@ -72,7 +84,16 @@ pub struct Loader {
     first_batch: Option<std::time::Duration>,
     /// The CPUs each worker found itself allowed on, once it started.
     placed: Arc<Vec<OnceLock<Vec<usize>>>>,
+    /// The dataset's class names.
+    classes: Vec<String>,
 }
+
+// `Loader` is `Send` and `Sync` (documented on the type); a field that
+// would take either away fails the build here instead of in a user's crate.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Loader>();
+};
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +109,7 @@ impl std::fmt::Debug for Loader {
 impl Loader {
     /// Starts configuring a loader over the pack dataset in `dataset`.
     pub fn builder(dataset: impl AsRef<Path>) -> LoaderBuilder {
-        LoaderBuilder::new(dataset.as_ref().to_path_buf())
+        LoaderBuilder::new(dataset)
     }
 
     pub(crate) fn start(cfg: LoaderBuilder) -> Result<Loader> {
@@ -98,13 +119,8 @@ impl Loader {
         let backend = resolve_backend(cfg.io_backend)?;
         let dataset = Arc::new(Dataset::open(&cfg.dataset)?);
         let n = dataset.len();
-        let mut ddp = match cfg.ddp {
-            Some(d) => d,
-            None => DdpConfig::from_env()?,
-        };
-        if let Some(d) = cfg.drop_last {
-            ddp.drop_last = d;
-        }
+        // Resolved by `build` (setters, environment, resumed state).
+        let ddp = cfg.ddp.unwrap_or_default();
         if let Some(st) = cfg.resume
             && st.records != n
         {
@@ -129,7 +145,7 @@ impl Loader {
         // Block mode's units are bounded by the prefetch depth, not the window.
         let (unit_len, prefetch) =
             super::plan::read_ahead(cfg.shuffle, cfg.batch_size, cfg.prefetch, cores, reads);
-        let end_epoch = cfg.start_epoch + cfg.epochs;
+        let end_epoch = cfg.end_epoch;
         let probe = dataset.shards().first().map(|s| s.path().to_path_buf());
         let (io, align, io_mem) = match backend {
             // Blocking reads go through the page cache and need neither
@@ -239,6 +255,8 @@ impl Loader {
             drop_last: ddp.drop_last,
             shuffle: cfg.shuffle,
             records: n,
+            images: cfg.images,
+            version: LoaderState::VERSION,
         };
         Ok(Loader {
             receivers,
@@ -256,12 +274,20 @@ impl Loader {
             started,
             first_batch: None,
             placed,
+            classes: dataset.manifest().classes.clone(),
         })
     }
 
     /// Where a resumed loader would start: after the last batch delivered.
     pub fn state(&self) -> LoaderState {
         self.state
+    }
+
+    /// The dataset's class names: label `i` is `classes()[i]`. Empty when
+    /// the labels are plain integers (see
+    /// [`Manifest::classes`](crate::Manifest::classes)).
+    pub fn classes(&self) -> &[String] {
+        &self.classes
     }
 
     /// Batches per epoch for this rank.
@@ -400,12 +426,34 @@ impl Loader {
         }
     }
 
-    /// The batches as an async [`Stream`](futures_lite::Stream).
-    pub fn into_stream(self) -> impl futures_lite::Stream<Item = Result<Batch>> + Send {
-        futures_lite::stream::unfold(self, |mut loader| async move {
-            let item = loader.next_async().await?;
-            Some((item, loader))
+    /// The batches as an async [`Stream`](futures_lite::Stream) that
+    /// still answers [`state`](LoaderStream::state),
+    /// [`metrics`](LoaderStream::metrics) and the rest of the loader's
+    /// queries (through [`loader`](LoaderStream::loader)), so an async
+    /// service can checkpoint between items.
+    pub fn into_stream(self) -> LoaderStream {
+        LoaderStream::new(self)
+    }
+
+    /// Starts receiving the next batch as an owned future: `None` when
+    /// the run is over. The batch counts as taken only once the future's
+    /// output is handed to [`finish_receive`](Self::finish_receive).
+    pub(crate) fn begin_receive(&mut self) -> Option<Receiving> {
+        let worker = self.next_source()?;
+        Some(Receiving {
+            worker,
+            began: Instant::now(),
+            recv: self.receivers[worker].clone().into_recv_async(),
         })
+    }
+
+    /// Takes the batch a [`Receiving`] got, as [`next_async`] would.
+    pub(crate) fn finish_receive(
+        &mut self,
+        receiving: &Receiving,
+        got: std::result::Result<Result<Batch>, flume::RecvError>,
+    ) -> Result<Batch> {
+        self.received(receiving.worker, receiving.began.elapsed(), got)
     }
 }
 
@@ -433,6 +481,14 @@ impl Drop for Loader {
             }
         }
     }
+}
+
+/// A receive in progress, owning its end of the channel so that it can live
+/// beside the loader (in a [`LoaderStream`]). Dropping it takes nothing.
+pub(crate) struct Receiving {
+    worker: usize,
+    began: Instant,
+    pub(crate) recv: flume::r#async::RecvFut<'static, Result<Batch>>,
 }
 
 /// A running worker's thread.

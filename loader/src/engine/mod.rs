@@ -14,6 +14,7 @@ pub(crate) mod pool;
 pub(crate) mod replace;
 pub(crate) mod resources;
 pub(crate) mod state;
+pub(crate) mod stream;
 #[cfg(feature = "tch")]
 pub(crate) mod tensors;
 pub(crate) mod transform;

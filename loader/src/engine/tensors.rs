@@ -10,7 +10,8 @@ impl Images {
     /// The images as a `[B, C, H, W]` tensor (`Uint8` or `Float`). Images
     /// the workers decoded are already a libtorch tensor (in pinned memory
     /// when CUDA is available) and move out without a copy; a cloned
-    /// `Images` is copied into a new tensor.
+    /// `Images` is copied into a new tensor. Fails with [`Error::Tensor`]
+    /// when libtorch cannot build it.
     pub fn into_tensor(self) -> Result<Tensor> {
         let (shape, dtype, storage) = self.into_parts();
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
@@ -23,10 +24,10 @@ impl Images {
                 };
                 // `from_data_size` trusts the length; check it first.
                 if b.len() != shape.iter().product::<usize>() * kind.elt_size_in_bytes() {
-                    return Err(Error::Shutdown(format!("{} image bytes do not fill {shape:?}", b.len())));
+                    return Err(Error::Internal(format!("{} image bytes do not fill {shape:?}", b.len())));
                 }
                 Tensor::f_from_data_size(&b, &dims, kind)
-                    .map_err(|e| Error::Shutdown(format!("cannot build the image tensor: {e}")))
+                    .map_err(|e| Error::Tensor(format!("cannot build the image tensor: {e}")))
             }
         }
     }
@@ -39,14 +40,15 @@ impl Batch {
     /// images tensor is the memory the workers decoded into, so nothing is
     /// copied (labels are a few bytes and are).
     ///
-    /// Fails with [`Error::Config`] when the loader has no image pipeline.
+    /// Fails with [`Error::Config`] when the loader has no image pipeline,
+    /// [`Error::Tensor`] when libtorch cannot build a tensor.
     pub fn into_tensors(mut self) -> Result<(Tensor, Tensor)> {
         let images = self
             .images
             .take()
             .ok_or_else(|| Error::Config("batch has no images: build the loader with .images(...)".into()))?;
         let labels = Tensor::f_from_slice(&self.labels)
-            .map_err(|e| Error::Shutdown(format!("cannot build the label tensor: {e}")))?;
+            .map_err(|e| Error::Tensor(format!("cannot build the label tensor: {e}")))?;
         Ok((images.into_tensor()?, labels))
     }
 }

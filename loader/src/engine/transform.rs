@@ -32,9 +32,9 @@ pub struct Sample<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SamplePixels<'a> {
-    /// `u8` output ([`ImageOutput::U8`](crate::ImageOutput::U8)).
+    /// `u8` output ([`ImagePipeline::u8`](crate::ImagePipeline::u8)).
     U8(&'a mut [u8]),
-    /// Normalized `f32` output.
+    /// Normalized `f32` output (what the presets give).
     F32(&'a mut [f32]),
 }
 

@@ -124,6 +124,11 @@ pub(crate) fn env_u64(name: &str, default: u64) -> Result<u64> {
     parse_var(name, env_var(name)?.as_deref(), default)
 }
 
+/// Whether torchrun's `RANK` or `WORLD_SIZE` is set.
+pub(crate) fn ddp_env_is_set() -> Result<bool> {
+    Ok(env_var("RANK")?.is_some() || env_var("WORLD_SIZE")?.is_some())
+}
+
 fn env_var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
         Ok(v) => Ok(Some(v)),

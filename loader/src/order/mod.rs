@@ -29,7 +29,7 @@ mod rng;
 
 pub use self::blocks::{BlockIter, BlockShuffle};
 pub use self::ddp::DdpConfig;
-pub(crate) use self::ddp::env_u64;
+pub(crate) use self::ddp::{ddp_env_is_set, env_u64};
 pub use self::permutation::Permutation;
 pub use self::rng::{SampleRng, sample_rng};
 

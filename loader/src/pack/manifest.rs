@@ -132,7 +132,8 @@ impl Manifest {
     /// Reads and validates `DIR/manifest.json`: its checksum (version 2),
     /// its structure, and that its totals, shard names and class names are
     /// consistent.
-    pub fn load(dir: &Path) -> Result<Self> {
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
         let path = dir.join(MANIFEST_FILE);
         let meta = fs::metadata(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() {

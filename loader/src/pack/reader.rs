@@ -71,8 +71,8 @@ pub struct Shard {
 impl Shard {
     /// Opens and validates a shard. When `expected` is given (from the
     /// manifest), the record count and index checksum must match it.
-    pub fn open(path: impl Into<PathBuf>, expected: Option<&ShardInfo>) -> Result<Self> {
-        let path = path.into();
+    pub fn open(path: impl AsRef<Path>, expected: Option<&ShardInfo>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
         let file = crate::sys::open_regular(&path).map_err(|e| Error::io("open", &path, e))?;
         let stat = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
         let (file_len, identity) = (stat.len(), (stat.dev(), stat.ino()));

@@ -76,7 +76,8 @@ impl VerifyReport {
 /// [corruption](crate::Error::is_corruption) error), or cannot be read, or
 /// a shard cannot be read for another reason than its absence
 /// (permissions, I/O errors).
-pub fn verify(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+pub fn verify(dir: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+    let dir = dir.as_ref();
     let manifest = Manifest::load(dir)?;
     let mut report = VerifyReport {
         shards: u64::try_from(manifest.shards.len()).unwrap_or(u64::MAX),

@@ -358,9 +358,9 @@ pub struct PackWriter {
 impl PackWriter {
     /// Starts configuring a writer into directory `dir` (created if
     /// missing).
-    pub fn builder(dir: impl Into<PathBuf>) -> PackWriterBuilder {
+    pub fn builder(dir: impl AsRef<Path>) -> PackWriterBuilder {
         PackWriterBuilder {
-            dir: dir.into(),
+            dir: dir.as_ref().to_path_buf(),
             shard_size: DEFAULT_SHARD_SIZE,
             schema: Schema { payload: Payload::Bytes, labels: false, keys: false },
             classes: Vec::new(),

@@ -59,7 +59,8 @@ impl SourceFormat {
     /// directory whose files all share a container extension as that
     /// format; a directory of class directories holding images as
     /// ImageFolder; any other directory as plain files.
-    pub fn detect(path: &Path) -> Result<Self> {
+    pub fn detect(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io("open", path, e))?;
         if meta.is_file() {
             return format_of_ext(&ext_of(path)).ok_or_else(|| {
@@ -90,7 +91,21 @@ fn holds_image(dir: &Path) -> bool {
 }
 
 /// Opens `path` as a source of the given format (detected when `None`).
-pub fn open_source(path: &Path, format: Option<SourceFormat>) -> Result<Box<dyn Source>> {
+///
+/// The box is itself a [`Source`]: hand it to [`pack`](crate::pack) as it
+/// is.
+///
+/// ```
+/// # fn main() -> ringfeed::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+/// let source = ringfeed::open_source(dir.path(), None)?;
+/// assert_eq!((source.format(), source.len()), ("files", 1));
+/// # Ok(())
+/// # }
+/// ```
+pub fn open_source(path: impl AsRef<Path>, format: Option<SourceFormat>) -> Result<Box<dyn Source>> {
+    let path = path.as_ref();
     let format = match format {
         Some(f) => f,
         None => SourceFormat::detect(path)?,

@@ -44,7 +44,8 @@ pub struct FfRecordSource {
 impl FfRecordSource {
     /// Opens an FFRecord file, or every one in directory `path`, and
     /// validates their headers.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         Ok(FfRecordSource { c: Containers::open(path, EXTENSIONS, read_header)? })
     }
 }

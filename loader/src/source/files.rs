@@ -28,7 +28,8 @@ pub struct FilesSource {
 
 impl FilesSource {
     /// Lists the files under `root`.
-    pub fn open(root: &Path) -> Result<Self> {
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
         let files = walk_files(root, |_| true)?;
         let text = !files.is_empty()
             && files.iter().all(|f| {

@@ -28,7 +28,8 @@ pub struct ImageFolderSource {
 
 impl ImageFolderSource {
     /// Lists classes and images under `root`.
-    pub fn open(root: &Path) -> Result<Self> {
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
         let mut classes = Vec::new();
         let mut images = Vec::new();
         for (name, path) in sorted_entries(root)? {

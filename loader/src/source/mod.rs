@@ -87,6 +87,46 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Implements [`Source`] for a pointer to a source by forwarding every
+/// method (the provided ones too, since the pointee may override them).
+macro_rules! forward_source {
+    ($($pointer:ty),*) => {$(
+        impl<S: Source + ?Sized> Source for $pointer {
+            fn format(&self) -> &'static str {
+                (**self).format()
+            }
+            fn schema(&self) -> Schema {
+                (**self).schema()
+            }
+            fn classes(&self) -> Vec<String> {
+                (**self).classes()
+            }
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn is_empty(&self) -> bool {
+                (**self).is_empty()
+            }
+            fn item(&self, i: usize) -> SourceItem<'_> {
+                (**self).item(i)
+            }
+            fn read(&self, i: usize) -> Result<Vec<u8>> {
+                (**self).read(i)
+            }
+            fn read_into(&self, i: usize, out: &mut [u8]) -> Result<()> {
+                (**self).read_into(i, out)
+            }
+            fn origin(&self, i: usize) -> Option<(&Path, u64)> {
+                (**self).origin(i)
+            }
+        }
+    )*};
+}
+
+// `pack` takes any source by value: the `Box<dyn Source>` that
+// `open_source` returns, a concrete source, a shared one, or a reference.
+forward_source!(&S, Box<S>, std::sync::Arc<S>);
+
 /// Reads `len` bytes at `offset` of `file`, mapping a short read to a
 /// corruption error (the source's framing promised those bytes).
 pub(crate) fn read_range(file: &std::fs::File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {

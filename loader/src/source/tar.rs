@@ -80,7 +80,8 @@ pub struct TarSource {
 impl TarSource {
     /// Opens a tar shard, or every `.tar` file in directory `path`, and
     /// lists their samples, reading only headers and label members.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let mut src = TarSource {
             files: Vec::new(),
             samples: Vec::new(),

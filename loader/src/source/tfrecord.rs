@@ -49,7 +49,8 @@ pub struct TfRecordSource {
 impl TfRecordSource {
     /// Opens a TFRecord file, or every TFRecord file in directory `path`,
     /// and lists their records.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         Ok(TfRecordSource { c: Containers::open(path, EXTENSIONS, scan)? })
     }
 }
