@@ -52,8 +52,9 @@ pub(crate) struct Args {
     /// Output side of the image pipeline (val resizes the shorter side to size × 8/7 first).
     #[arg(long, default_value_t = 224)]
     size: u32,
-    /// Image element type: u8 pixels or ImageNet-normalized f32.
-    #[arg(long, default_value = "u8", value_parser = ["u8", "f32"])]
+    /// Image element type: ImageNet-normalized f32 (what the library's
+    /// `ImagePipeline::train/val` give) or raw u8 pixels.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "u8"])]
     dtype: String,
     /// Skip the digest (a CRC of every record and image, which costs the
     /// consumer about 3 GB/epoch of hashing with f32 images), to measure
