@@ -27,6 +27,12 @@
 //!   `.batch_memory(BatchMemory::Tensor)`; the feature changes nothing for
 //!   other loaders.
 //!
+//! The storage layer (pack format, reader, writer, verify, sources,
+//! packer, the [`Error`] enum) is the crate `ringfeed-pack`, which needs no
+//! runtime; every public item of it is re-exported here under the same
+//! name, so tools and servers that only read or write packs can depend on
+//! it alone.
+//!
 //! # Example
 //!
 //! Pack a directory of text files, read it back, and stream it. Every
@@ -67,11 +73,7 @@
 #![deny(unsafe_code)]
 
 mod engine;
-mod error;
 mod order;
-mod pack;
-mod packer;
-mod source;
 #[expect(unsafe_code, reason = "system calls std does not wrap; see the module docs")]
 mod sys;
 
@@ -88,26 +90,20 @@ pub use crate::engine::resources::IoMode;
 pub use crate::engine::state::LoaderState;
 pub use crate::engine::stream::LoaderStream;
 pub use crate::engine::transform::{Sample, SamplePixels, SampleTransform};
-pub use crate::error::{Error, Result};
 pub use crate::order::{
     BlockIter, BlockShuffle, DdpConfig, Permutation, SampleRng, ShuffleQuality, sample_rng, shuffle_quality,
 };
-pub use crate::pack::format::{FORMAT_VERSION, MAX_RECORD_LEN};
-pub use crate::pack::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
-pub use crate::pack::parts::{join_parts, split_parts};
-pub use crate::pack::reader::{Dataset, Record, RecordLocation, Shard};
-pub use crate::pack::verify::{Problem, VerifyReport, verify};
-pub use crate::pack::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};
-pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, check_pack_paths, pack};
 /// The random-number crate of [`SampleRng`], so callers draw from it
 /// with the same `rand_core` version.
 pub use rand_xoshiro;
+pub use ringfeed_pack::{
+    DEFAULT_SHARD_SIZE, Dataset, Error, FORMAT_VERSION, FfRecordSource, FilesSource, ImageFolderSource,
+    MANIFEST_FILE, MAX_RECORD_LEN, Manifest, PackOptions, PackOptionsBuilder, PackProgress, PackWriter,
+    PackWriterBuilder, Payload, Problem, Record, RecordLocation, Result, Schema, Shard, ShardInfo, Source,
+    SourceFormat, SourceItem, TarSource, TfRecordSource, VerifyReport, check_pack_paths, join_parts,
+    open_source, pack, split_parts, verify,
+};
 /// The `tch` crate this build of ringfeed uses, so callers name the same
 /// version.
 #[cfg(feature = "tch")]
 pub use tch;
-
-pub use crate::source::{
-    FfRecordSource, FilesSource, ImageFolderSource, Source, SourceFormat, SourceItem, TarSource,
-    TfRecordSource, open_source,
-};

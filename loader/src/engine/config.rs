@@ -15,8 +15,8 @@ use super::loader::Loader;
 use super::plan::Shuffle;
 use super::resources::IoMode;
 use super::state::LoaderState;
-use crate::error::{Error, Result};
 use crate::order::DdpConfig;
+use crate::{Error, Result};
 
 /// What the loader does with a record that fails its checksum or cannot be
 /// read.
@@ -684,9 +684,9 @@ fn check_images(images: &super::images::ImagePipeline, batch: u64) -> Result<()>
 /// Refuses an image pipeline on a dataset whose records are not images,
 /// before anything starts: every record would fail to decode.
 fn check_image_dataset(dataset: &std::path::Path) -> Result<()> {
-    let manifest = crate::pack::manifest::Manifest::load(dataset)?;
+    let manifest = ringfeed_pack::Manifest::load(dataset)?;
     let payload = &manifest.schema.payload;
-    if *payload != crate::pack::manifest::Payload::Image {
+    if *payload != ringfeed_pack::Payload::Image {
         return Err(Error::Config(format!(
             "an image pipeline needs a dataset of images; {} holds {payload} records (packed from {})",
             dataset.display(),

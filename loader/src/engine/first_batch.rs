@@ -23,7 +23,7 @@ use super::images::{ImageBuf, decode_one, slot_bytes, spec_shape};
 use super::plan::{EpochPlan, Unit};
 use super::pool::BatchBuf;
 use super::worker::WorkerSpec;
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// One worker's share of the first batch.
 #[derive(Debug)]
@@ -210,7 +210,7 @@ async fn decode_share(
 }
 
 /// A record of a first-batch share, read synchronously.
-fn read_record(s: &WorkerSpec, index: u64) -> Result<crate::pack::reader::Record> {
+fn read_record(s: &WorkerSpec, index: u64) -> Result<ringfeed_pack::Record> {
     #[cfg(test)]
     if tests::unreadable(s.dataset.dir(), index) {
         return Err(Error::Shutdown(format!("record {index} made unreadable by a test")));

@@ -26,8 +26,8 @@ use glommio::io::{BufferedFile, DmaFile, ReadResult};
 use serde::{Deserialize, Serialize};
 
 use super::resources::IoMode;
-use crate::error::{Error, Result};
-use crate::pack::reader::Dataset;
+use crate::{Error, Result};
+use ringfeed_pack::Dataset;
 
 /// Environment variable that picks the backend when the builder leaves it
 /// at [`IoBackend::Auto`]: `uring`, `blocking` or `auto`.

@@ -20,8 +20,8 @@ use super::resources::{IoMode, io_memory, resolve_io};
 use super::state::LoaderState;
 use super::stream::LoaderStream;
 use super::worker::{self, WorkerSpec};
-use crate::error::{Error, Result};
-use crate::pack::reader::Dataset;
+use crate::{Error, Result};
+use ringfeed_pack::Dataset;
 
 /// Streams batches of a pack dataset, epoch after epoch.
 ///
@@ -163,7 +163,7 @@ impl Loader {
                 (io, align, io_memory(cores, cfg.io_memory)?)
             }
         };
-        let open_shards = crate::sys::limits::worker_open_shards(cores);
+        let open_shards = ringfeed_pack::sys::limits::worker_open_shards(cores);
         let metrics = Arc::new(Metrics::default());
         let stop = Arc::new(AtomicBool::new(false));
         // `prefetch` counts every batch ahead of the consumer: queued in a

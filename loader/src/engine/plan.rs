@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::{MAX_BATCH_SIZE, check_range};
-use crate::error::Result;
+use crate::Result;
 use crate::order::{BlockShuffle, DdpConfig, Permutation};
 
 /// How each epoch orders the records.

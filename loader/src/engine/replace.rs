@@ -8,9 +8,9 @@ use std::cell::RefCell;
 
 use super::images::{decode_one, slot_bytes};
 use super::worker::{Pending, WorkerSpec};
-use crate::error::{Error, Result};
 use crate::order::{TAG_REPLACE, hash_words};
-use crate::pack::reader::Record;
+use crate::{Error, Result};
+use ringfeed_pack::Record;
 
 /// Candidates tried per corrupt record before giving up.
 const ATTEMPTS: u64 = 16;

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::sys::{self, DirectIo};
+use crate::{Error, Result};
+use ringfeed_pack::sys::{self, DirectIo};
 
 /// glommio's own floor: below this soft memlock limit an executor will not
 /// start.
@@ -68,11 +68,11 @@ pub(crate) fn has_cap_ipc_lock() -> bool {
 /// memlock limit; fails only where glommio could not start at all.
 pub(crate) fn io_memory(cores: usize, requested: Option<usize>) -> Result<usize> {
     let want = requested.unwrap_or(DEFAULT_IO_MEMORY);
-    let (soft, hard) = match sys::limits::raise_memlock() {
+    let (soft, hard) = match ringfeed_pack::sys::limits::raise_memlock() {
         Ok(limits) => limits,
         Err(e) => {
             log::warn!("cannot raise the memlock limit: {e}");
-            sys::limits::memlock_limits().unwrap_or((u64::MAX, u64::MAX))
+            ringfeed_pack::sys::limits::memlock_limits().unwrap_or((u64::MAX, u64::MAX))
         }
     };
     if soft < GLOMMIO_MIN_MEMLOCK {

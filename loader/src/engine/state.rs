@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::images::ImagePipeline;
 use super::plan::Shuffle;
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// Everything needed to continue a run exactly where it stopped: feed it
 /// to [`LoaderBuilder::resume`](crate::LoaderBuilder::resume) and the

@@ -10,7 +10,7 @@ use super::batch::Batch;
 use super::loader::{Loader, Receiving};
 use super::metrics::MetricsSnapshot;
 use super::state::LoaderState;
-use crate::error::Result;
+use crate::Result;
 
 /// The batches of a [`Loader`] as an async [`Stream`], from
 /// [`Loader::into_stream`]; usable from any runtime (tokio included).

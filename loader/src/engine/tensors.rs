@@ -4,7 +4,7 @@ use tch::{Kind, Tensor};
 
 use super::batch::Batch;
 use super::images::{ImageDtype, Images, Storage};
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 impl Images {
     /// The images as a `[B, C, H, W]` tensor (`Uint8` or `Float`). Images

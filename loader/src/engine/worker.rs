@@ -26,9 +26,9 @@ use super::metrics::Metrics;
 use super::plan::{EpochPlan, Shuffle, Unit, units};
 use super::pool::{BatchBuf, BufferPool};
 use super::resources::IoMode;
-use crate::error::{Error, Result};
 use crate::order::DdpConfig;
-use crate::pack::reader::Dataset;
+use crate::{Error, Result};
+use ringfeed_pack::Dataset;
 
 /// Units being read at once across all workers: two keep the device busy
 /// while a finished unit is handed over; more only holds memory (measured:
@@ -312,7 +312,7 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<ReadUnit> {
                     })?,
                     None => &[],
                 };
-                crate::pack::reader::check_crc(bytes, slot.crc, path, m.offset, slot.index_in_shard)?;
+                ringfeed_pack::check_crc(bytes, slot.crc, path, m.offset, slot.index_in_shard)?;
                 Ok(bytes)
             });
             match outcome {

@@ -23,7 +23,7 @@
 use std::ops::Range;
 
 use super::{Permutation, TAG_BLOCKS, TAG_WINDOW, hash_words};
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// The block-and-window order of one epoch; see the module docs.
 ///

@@ -17,7 +17,7 @@
 //! same number of samples, every rank has the same number of batches and
 //! collective operations never wait on a rank that ran out.
 
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// Which part of each epoch this process reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

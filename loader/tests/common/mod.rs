@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (the storage layer's tests
+//! have their own, `pack/tests/common/`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod images;
@@ -6,7 +7,7 @@ pub mod images;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ringfeed::{Dataset, Error, PackWriter, Payload, Schema};
+use ringfeed::{PackWriter, Payload, Schema};
 
 /// A fresh directory on the real file system (under `target/`), not /tmp,
 /// which may be tmpfs.
@@ -60,20 +61,6 @@ pub fn pack(dir: &Path, recs: &[Rec], shard_size: u64) -> ringfeed::Manifest {
     w.finish().expect("finish")
 }
 
-/// Asserts that the dataset in `dir` holds exactly `recs`, read both by
-/// index and by iteration.
-pub fn assert_holds(dir: &Path, recs: &[Rec]) {
-    let ds = Dataset::open(dir).expect("open");
-    assert_eq!(ds.len(), recs.len() as u64);
-    for (i, r) in ds.iter().enumerate() {
-        let r = r.expect("record");
-        assert_eq!(r.index, i as u64);
-        assert_eq!(r.payload, recs[i].payload, "payload of record {i}");
-        assert_eq!(r.label, recs[i].label);
-        assert_eq!(r.key, recs[i].key);
-    }
-}
-
 pub fn shard_paths(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -89,38 +76,4 @@ pub fn flip(path: &Path, offset: u64) {
     let mut b = fs::read(path).unwrap();
     b[offset as usize] ^= 0x04;
     fs::write(path, b).unwrap();
-}
-
-pub fn le_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-/// Asserts that `err` is corruption at `offset` and that its message names
-/// the file and the offset.
-#[track_caller]
-pub fn assert_corrupt(err: &Error, path: &Path, offset: u64) {
-    assert!(err.is_corruption(), "{err}");
-    assert!(matches!(err, Error::Corrupt { offset: o, .. } if *o == offset), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains(&format!("at byte {offset}")), "{msg}");
-}
-
-/// `(file name, [(len, crc32)])` per file of a fixture's `expected.json`
-/// (as the reference reader saw them).
-pub fn records_by_file(v: &serde_json::Value) -> Vec<(String, Vec<(u64, u32)>)> {
-    v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let recs = f["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["len"].as_u64().unwrap(), r["crc32"].as_u64().unwrap() as u32))
-                .collect();
-            (f["file"].as_str().unwrap().to_string(), recs)
-        })
-        .collect()
 }

@@ -1,0 +1,308 @@
+//! Batch memory. A batch is one contiguous `[N, ...]` buffer whose rows
+//! pool threads fill concurrently, each straight into its own row: no
+//! per-request buffer, no copy when the batch closes. Rows are handed out
+//! as [`RowWriter`]s, each index once, by an atomic counter; the buffer is
+//! only seen whole again once every writer is gone (`Arc::try_unwrap`).
+//! That disjointness is what the one `unsafe` block here relies on.
+//!
+//! Buffers are recycled: a [`Batch`] returns its storage to the pool when
+//! dropped, and holds a permit of the in-flight semaphore meanwhile, so at
+//! most `in_flight` buffers of `max_batch` rows ever exist. A tensor-backed
+//! storage (libtorch memory, a `tch` feature) is one more [`Storage`]
+//! variant with a base pointer and a `Batch::tensor` accessor.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ringfeed_decode::OutputMut;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::spec::Layout;
+
+/// Owned batch memory of one element type.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    U8(Box<[u8]>),
+    F32(Box<[f32]>),
+}
+
+impl Storage {
+    pub(crate) fn new(f32: bool, len: usize) -> Storage {
+        if f32 {
+            Storage::F32(vec![0.0; len].into_boxed_slice())
+        } else {
+            Storage::U8(vec![0; len].into_boxed_slice())
+        }
+    }
+
+    fn copy_row(&mut self, from: usize, to: usize, row_len: usize) {
+        match self {
+            Storage::U8(b) => b.copy_within(from * row_len..(from + 1) * row_len, to * row_len),
+            Storage::F32(b) => b.copy_within(from * row_len..(from + 1) * row_len, to * row_len),
+        }
+    }
+}
+
+/// The base pointer of a buffer being filled (from `Box::into_raw`).
+#[derive(Debug)]
+enum Raw {
+    U8(*mut [u8]),
+    F32(*mut [f32]),
+}
+
+/// A buffer whose rows are being written by pool threads.
+#[derive(Debug)]
+pub(crate) struct RowBuffer {
+    /// `None` once taken back by [`into_storage`](Self::into_storage).
+    raw: Option<Raw>,
+    row_len: usize,
+    rows: usize,
+    next: AtomicUsize,
+}
+
+// SAFETY: the buffer is plain memory owned by this value; concurrent
+// access goes only through `RowWriter`s of distinct rows (see `slot`).
+unsafe impl Send for RowBuffer {}
+// SAFETY: as above: `&RowBuffer` gives no access to the memory itself.
+unsafe impl Sync for RowBuffer {}
+
+impl RowBuffer {
+    /// `storage` of at least `rows × row_len` elements.
+    pub(crate) fn new(storage: Storage, row_len: usize, rows: usize) -> Arc<RowBuffer> {
+        let raw = match storage {
+            Storage::U8(b) => {
+                assert!(row_len.checked_mul(rows).is_some_and(|n| b.len() >= n));
+                Raw::U8(Box::into_raw(b))
+            }
+            Storage::F32(b) => {
+                assert!(row_len.checked_mul(rows).is_some_and(|n| b.len() >= n));
+                Raw::F32(Box::into_raw(b))
+            }
+        };
+        Arc::new(RowBuffer { raw: Some(raw), row_len, rows, next: AtomicUsize::new(0) })
+    }
+
+    /// The writer of the next unassigned row, or `None` when all are taken.
+    pub(crate) fn writer(self: &Arc<Self>) -> Option<RowWriter> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.rows).then(|| RowWriter { buffer: Arc::clone(self), index })
+    }
+
+    /// The memory back, once no writer is left.
+    pub(crate) fn into_storage(mut self) -> Storage {
+        self.take_storage().expect("storage taken once")
+    }
+
+    fn take_storage(&mut self) -> Option<Storage> {
+        Some(match self.raw.take()? {
+            // SAFETY: the pointer came from `Box::into_raw` in `new` and is
+            // taken back once (`raw` is now `None`). `&mut self` means no
+            // writer (each holds an `Arc` of the buffer) is alive.
+            Raw::U8(p) => Storage::U8(unsafe { Box::from_raw(p) }),
+            // SAFETY: as above.
+            Raw::F32(p) => Storage::F32(unsafe { Box::from_raw(p) }),
+        })
+    }
+}
+
+impl Drop for RowBuffer {
+    fn drop(&mut self) {
+        drop(self.take_storage());
+    }
+}
+
+/// The exclusive right to write one row of a [`RowBuffer`].
+#[derive(Debug)]
+pub(crate) struct RowWriter {
+    buffer: Arc<RowBuffer>,
+    index: usize,
+}
+
+impl RowWriter {
+    /// The row's memory.
+    pub(crate) fn slot(&mut self) -> OutputMut<'_> {
+        let b = &*self.buffer;
+        let start = self.index * b.row_len;
+        match b.raw.as_ref().expect("live buffer") {
+            // SAFETY: `index < rows` (checked in `writer`) and the buffer
+            // holds at least `rows × row_len` elements, so the range is in
+            // bounds. Each index is handed to exactly one `RowWriter` (the
+            // atomic counter), rows are disjoint, and `&mut self` keeps this
+            // writer from lending its row twice; the memory is reclaimed
+            // only when no writer holds the `Arc`. So this is the only live
+            // reference to these elements while it lasts.
+            Raw::U8(p) => {
+                OutputMut::U8(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>().add(start), b.row_len) })
+            }
+            // SAFETY: as above.
+            Raw::F32(p) => OutputMut::F32(unsafe {
+                std::slice::from_raw_parts_mut(p.cast::<f32>().add(start), b.row_len)
+            }),
+        }
+    }
+}
+
+/// Where buffers go back to when their batch is dropped.
+pub(crate) type FreeList = Arc<Mutex<Vec<Storage>>>;
+
+/// Moves the rows listed in `keep` (ascending indices) to the front, in
+/// order, so the batch has no holes where requests failed or left.
+pub(crate) fn compact(storage: &mut Storage, keep: &[usize], row_len: usize) {
+    for (to, &from) in keep.iter().enumerate() {
+        if from != to {
+            storage.copy_row(from, to, row_len);
+        }
+    }
+}
+
+/// One batch of preprocessed images, handed to the model function: a
+/// contiguous `[N, C, H, W]` (or `[N, H, W, C]`) buffer of `u8` or `f32`,
+/// row `i` being the `i`-th request of the batch. The model function
+/// returns one output per row, in order.
+///
+/// Its memory goes back to the batcher's pool when it is dropped: drop it
+/// as soon as the data has been handed to the model (e.g. copied to the
+/// GPU), so the next batch can use it.
+#[derive(Debug)]
+pub struct Batch {
+    storage: Option<Storage>,
+    rows: usize,
+    row_shape: [usize; 3],
+    layout: Layout,
+    free: FreeList,
+    _in_flight: OwnedSemaphorePermit,
+}
+
+/// A view of batch memory.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum BatchData<'a> {
+    /// Raw pixels ([`Normalize::None`](crate::Normalize::None)).
+    U8(&'a [u8]),
+    /// Normalized values.
+    F32(&'a [f32]),
+}
+
+impl BatchData<'_> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            BatchData::U8(d) => d.len(),
+            BatchData::F32(d) => d.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Batch {
+    pub(crate) fn new(
+        storage: Storage,
+        rows: usize,
+        row_shape: [usize; 3],
+        layout: Layout,
+        free: FreeList,
+        in_flight: OwnedSemaphorePermit,
+    ) -> Batch {
+        Batch { storage: Some(storage), rows, row_shape, layout, free, _in_flight: in_flight }
+    }
+
+    /// Number of rows (requests).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the batch has no rows (never true for a batch given to the
+    /// model function).
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// `[N, C, H, W]` or `[N, H, W, C]`, as [`layout`](Self::layout) says.
+    pub fn shape(&self) -> [usize; 4] {
+        let [a, b, c] = self.row_shape;
+        [self.rows, a, b, c]
+    }
+
+    /// The row layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn row_len(&self) -> usize {
+        self.row_shape.iter().product()
+    }
+
+    /// All rows, contiguous.
+    pub fn data(&self) -> BatchData<'_> {
+        let n = self.rows * self.row_len();
+        match self.storage.as_ref().expect("live batch") {
+            Storage::U8(b) => BatchData::U8(&b[..n]),
+            Storage::F32(b) => BatchData::F32(&b[..n]),
+        }
+    }
+
+    /// Row `i` (`None` past the end).
+    pub fn row(&self, i: usize) -> Option<BatchData<'_>> {
+        if i >= self.rows {
+            return None;
+        }
+        let (l, s) = (self.row_len(), self.storage.as_ref().expect("live batch"));
+        Some(match s {
+            Storage::U8(b) => BatchData::U8(&b[i * l..(i + 1) * l]),
+            Storage::F32(b) => BatchData::F32(&b[i * l..(i + 1) * l]),
+        })
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let (Some(s), Ok(mut free)) = (self.storage.take(), self.free.lock()) {
+            free.push(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_handed_out_once_and_written_from_many_threads() {
+        let buffer = RowBuffer::new(Storage::new(true, 4 * 3), 3, 4);
+        let writers: Vec<_> = std::iter::from_fn(|| buffer.writer()).collect();
+        assert_eq!(writers.len(), 4, "one writer per row, no more");
+        assert!(buffer.writer().is_none());
+        std::thread::scope(|s| {
+            for mut w in writers {
+                s.spawn(move || {
+                    let i = w.index;
+                    let OutputMut::F32(row) = w.slot() else { unreachable!() };
+                    row.fill(i as f32);
+                });
+            }
+        });
+        let Ok(buffer) = Arc::try_unwrap(buffer) else { panic!("writers left") };
+        let Storage::F32(data) = buffer.into_storage() else { unreachable!() };
+        assert_eq!(&*data, &[0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3.]);
+    }
+
+    #[test]
+    fn compact_closes_holes_in_order() {
+        let mut s = Storage::U8((0..6u8).collect::<Vec<_>>().into_boxed_slice());
+        compact(&mut s, &[1, 2, 5], 1);
+        let Storage::U8(d) = s else { unreachable!() };
+        assert_eq!(&d[..3], &[1, 2, 5]);
+    }
+
+    #[test]
+    fn a_buffer_dropped_with_writers_frees_its_memory_once() {
+        let buffer = RowBuffer::new(Storage::new(false, 8), 2, 4);
+        let w = buffer.writer().unwrap();
+        drop(buffer);
+        drop(w); // the last owner frees it
+    }
+}
