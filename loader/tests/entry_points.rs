@@ -2,47 +2,13 @@
 //! `String`, `&Path`, `PathBuf`, references to them, a `TempDir`), like
 //! the storage layer's entry points (`pack/tests/entry_points.rs`).
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::scratch;
 use ringfeed::{Loader, PackWriter, Payload, Schema};
-
-/// Runs `$body` once with `$p` bound to `$path` as each form of path a
-/// caller may hold, so that every form is checked to compile and to work.
-macro_rules! each_path_form {
-    ($path:expr, |$p:ident| $body:expr) => {{
-        let path: &Path = $path;
-        let text: &str = path.to_str().expect("UTF-8 test path");
-        {
-            let $p: &str = text;
-            $body;
-        }
-        {
-            let $p: String = text.to_owned();
-            $body;
-        }
-        {
-            let owned = text.to_owned();
-            let $p: &String = &owned;
-            $body;
-        }
-        {
-            let $p: &Path = path;
-            $body;
-        }
-        {
-            let $p: PathBuf = path.to_path_buf();
-            $body;
-        }
-        {
-            let owned = path.to_path_buf();
-            let $p: &PathBuf = &owned;
-            $body;
-        }
-    }};
-}
 
 /// Writes two records into `to`.
 fn write_two(to: impl AsRef<Path>) {

@@ -9,6 +9,7 @@
     reason = "paths are passed by reference on purpose: callers do, and it must compile"
 )]
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -19,41 +20,6 @@ use ringfeed_pack::{
     Dataset, FfRecordSource, FilesSource, ImageFolderSource, Manifest, PackOptions, PackWriter, Payload,
     Schema, Shard, Source, SourceFormat, TarSource, TfRecordSource,
 };
-
-/// Runs `$body` once with `$p` bound to `$path` as each form of path a
-/// caller may hold, so that every form is checked to compile and to work.
-macro_rules! each_path_form {
-    ($path:expr, |$p:ident| $body:expr) => {{
-        let path: &Path = $path;
-        let text: &str = path.to_str().expect("UTF-8 test path");
-        {
-            let $p: &str = text;
-            $body;
-        }
-        {
-            let $p: String = text.to_owned();
-            $body;
-        }
-        {
-            let owned = text.to_owned();
-            let $p: &String = &owned;
-            $body;
-        }
-        {
-            let $p: &Path = path;
-            $body;
-        }
-        {
-            let $p: PathBuf = path.to_path_buf();
-            $body;
-        }
-        {
-            let owned = path.to_path_buf();
-            let $p: &PathBuf = &owned;
-            $body;
-        }
-    }};
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)

@@ -1,6 +1,6 @@
-//! Helpers shared by the storage layer's integration tests (the loader's
-//! tests have their own, `loader/tests/common/`).
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the storage layer's integration tests; the loader's
+//! tests use them too (`loader/tests/common/` includes this file).
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -122,4 +122,39 @@ pub fn records_by_file(v: &serde_json::Value) -> Vec<(String, Vec<(u64, u32)>)> 
             (f["file"].as_str().unwrap().to_string(), recs)
         })
         .collect()
+}
+
+/// Runs `$body` once with `$p` bound to `$path` as each form of path a
+/// caller may hold, so that every form is checked to compile and to work.
+macro_rules! each_path_form {
+    ($path:expr, |$p:ident| $body:expr) => {{
+        let path: &Path = $path;
+        let text: &str = path.to_str().expect("UTF-8 test path");
+        {
+            let $p: &str = text;
+            $body;
+        }
+        {
+            let $p: String = text.to_owned();
+            $body;
+        }
+        {
+            let owned = text.to_owned();
+            let $p: &String = &owned;
+            $body;
+        }
+        {
+            let $p: &Path = path;
+            $body;
+        }
+        {
+            let $p: PathBuf = path.to_path_buf();
+            $body;
+        }
+        {
+            let owned = path.to_path_buf();
+            let $p: &PathBuf = &owned;
+            $body;
+        }
+    }};
 }
