@@ -123,21 +123,25 @@ impl RowWriter {
     pub(crate) fn slot(&mut self) -> OutputMut<'_> {
         let b = &*self.buffer;
         let start = self.index * b.row_len;
+        // Why the slices below are sound: `index < rows` (checked in
+        // `writer`) and the buffer holds at least `rows × row_len` elements
+        // (asserted in `new`), so the range is in bounds; each index is
+        // handed to exactly one `RowWriter` (the atomic counter), rows are
+        // disjoint, and `&mut self` keeps this writer from lending its row
+        // twice; the memory is reclaimed only when no writer holds the
+        // `Arc`. So each slice is the only live reference to its elements
+        // while it lasts.
         match b.raw.as_ref().expect("live buffer") {
-            // SAFETY: `index < rows` (checked in `writer`) and the buffer
-            // holds at least `rows × row_len` elements, so the range is in
-            // bounds. Each index is handed to exactly one `RowWriter` (the
-            // atomic counter), rows are disjoint, and `&mut self` keeps this
-            // writer from lending its row twice; the memory is reclaimed
-            // only when no writer holds the `Arc`. So this is the only live
-            // reference to these elements while it lasts.
             Raw::U8(p) => {
-                OutputMut::U8(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>().add(start), b.row_len) })
+                let row = p.cast::<u8>().wrapping_add(start);
+                // SAFETY: see above: in bounds, disjoint, exclusive for `'_`.
+                OutputMut::U8(unsafe { std::slice::from_raw_parts_mut(row, b.row_len) })
             }
-            // SAFETY: as above.
-            Raw::F32(p) => OutputMut::F32(unsafe {
-                std::slice::from_raw_parts_mut(p.cast::<f32>().add(start), b.row_len)
-            }),
+            Raw::F32(p) => {
+                let row = p.cast::<f32>().wrapping_add(start);
+                // SAFETY: see above: in bounds, disjoint, exclusive for `'_`.
+                OutputMut::F32(unsafe { std::slice::from_raw_parts_mut(row, b.row_len) })
+            }
         }
     }
 }
