@@ -52,6 +52,12 @@ enum Command {
     Bench(cmd_bench::Args),
     /// Print each batch's record indices for one epoch and rank (JSON lines).
     Order(cmd_order::Args),
+    /// Write a dataset's key index (key-index.rfk) for fast key lookups;
+    /// `pack` writes it already, this is for older packs.
+    IndexKeys {
+        /// Dataset directory.
+        dataset: PathBuf,
+    },
     /// Check every checksum of a dataset; exit 1 when anything is corrupt.
     Verify {
         /// Dataset directory.
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
         Command::Order(args) => cmd_order::run(args),
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),
         Command::Verify { dataset, json } => cmd_verify::run(&dataset, json),
+        Command::IndexKeys { dataset } => index_keys(&dataset),
     };
     match result {
         Ok(code) => code,
@@ -117,6 +124,21 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// `ringfeed index-keys`.
+fn index_keys(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let path = ringfeed::write_key_index(dir)?;
+    let records = ringfeed::Dataset::open(dir)?.len();
+    let mut out = output::Out::new();
+    output::outln!(
+        out,
+        "wrote {} ({records} keys, {} bytes in memory per record)",
+        output::escaped_path(&path),
+        ringfeed::KEY_INDEX_BYTES_PER_RECORD
+    )?;
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A finding about the data that is not a [`ringfeed::Error`] (e.g.

@@ -127,3 +127,31 @@ fn corrupt_dataset_in_inspect_exits_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("manifest.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn index_keys_writes_the_key_index_and_verify_checks_it() {
+    let (src, out) = (scratch(), scratch());
+    make_imagefolder(src.path());
+    let ds = out.path().join("ds");
+    assert!(ringfeed(&["pack", s(src.path()), s(&ds)]).status.success());
+    let index = ds.join("key-index.rfk");
+    let packed = fs::read(&index).expect("pack writes the key index");
+    fs::remove_file(&index).unwrap();
+
+    let o = ringfeed(&["index-keys", s(&ds)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("40 keys"), "{}", stdout(&o));
+    assert_eq!(fs::read(&index).unwrap(), packed, "the same bytes as the packer's");
+
+    // A damaged index: verify exits 1 naming it.
+    let mut bad = packed.clone();
+    bad[40] ^= 1;
+    fs::write(&index, bad).unwrap();
+    let o = ringfeed(&["verify", s(&ds)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("key-index.rfk"), "{}", stdout(&o));
+    // Not a dataset: exit 2, one line.
+    let o = ringfeed(&["index-keys", s(src.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}

@@ -50,6 +50,7 @@
 
 mod error;
 mod format;
+mod key_index;
 mod manifest;
 mod packer;
 mod parts;
@@ -63,6 +64,9 @@ mod writer;
 
 pub use crate::error::{Error, Result};
 pub use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
+pub use crate::key_index::{
+    KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, write_key_index,
+};
 pub use crate::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
 pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, check_pack_paths, pack};
 pub use crate::parts::{join_parts, split_parts};

@@ -485,6 +485,13 @@ impl Dataset {
         Ok(self.shards[shard].location(shard, index - self.starts[shard]))
     }
 
+    /// Key of record `index` (empty when the schema has no keys), from the
+    /// key table held in memory: no I/O.
+    pub fn key(&self, index: u64) -> Result<&str> {
+        let loc = self.locate(index)?;
+        self.shards[loc.shard].key(loc.index_in_shard)
+    }
+
     /// Reads record `index`, checking its checksum.
     pub fn record(&self, index: u64) -> Result<Record> {
         let loc = self.locate(index)?;

@@ -13,8 +13,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::format::{HEADER_LEN, MAGIC, to_usize};
+use super::key_index::{KEY_INDEX_FILE, KeyIndex};
 use super::manifest::{MANIFEST_FILE, Manifest, ShardInfo};
-use super::reader::Shard;
+use super::reader::{Dataset, Shard};
 use crate::error::{Error, Result};
 
 const CHUNK: usize = 8 << 20;
@@ -142,6 +143,9 @@ pub fn verify(dir: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<Ve
             format!("checked {} records but the manifest lists {}", report.records, manifest.records),
         ));
     }
+    if report.problems.is_empty() {
+        check_key_index(dir, &mut report);
+    }
     for name in unlisted_shards(dir, &manifest)? {
         report.problems.push(Problem::file(
             name,
@@ -149,6 +153,31 @@ pub fn verify(dir: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<Ve
         ));
     }
     Ok(report)
+}
+
+/// Checks `key-index.rfk`, when there is one: damaged is a problem (key
+/// lookups fail until it is rewritten), stale or missing a note (lookups
+/// build the index at open). Only run on an otherwise clean dataset, which
+/// opens.
+fn check_key_index(dir: &Path, report: &mut VerifyReport) {
+    if !dir.join(KEY_INDEX_FILE).exists() {
+        return;
+    }
+    let dataset = match Dataset::open(dir) {
+        Ok(d) => d,
+        Err(e) => return report.problems.push(Problem::file(MANIFEST_FILE, e.to_string())),
+    };
+    match KeyIndex::load(&dataset) {
+        Ok(Some(_)) => {}
+        Ok(None) => report.notes.push(format!(
+            "{KEY_INDEX_FILE} belongs to an earlier pack of this directory and is ignored (key \
+             lookups build the index at open); `ringfeed index-keys` writes a current one"
+        )),
+        Err(e) => report.problems.push(Problem::file(
+            KEY_INDEX_FILE,
+            format!("{e}; key lookups fail until it is removed or rewritten (`ringfeed index-keys`)"),
+        )),
+    }
 }
 
 /// Checks what the index holds against the manifest, without reading

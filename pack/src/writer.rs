@@ -25,6 +25,8 @@ use std::thread;
 use super::format::{ENTRY_LEN, Entry, Footer, HEADER_LEN, Header, MAX_RECORD_LEN};
 use super::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
 use crate::error::{Error, Result};
+use crate::key_index::{KEY_INDEX_FILE, KEY_INDEX_TMP, KeyIndex};
+use crate::reader::Dataset;
 
 /// Default target shard size: 128 MiB (small enough that closing a shard,
 /// fsync included, overlaps with writing the next one).
@@ -258,6 +260,13 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<Prepared> {
         let name = entry.file_name();
         match name.to_str() {
             Some(LOCK_FILE) => {}
+            // Replaced (or removed) when the new dataset is complete; until
+            // then it still serves the old one.
+            Some(KEY_INDEX_FILE) => {}
+            Some(n) if n == KEY_INDEX_TMP => {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            }
             Some(n) if is_pack_name(n) && entry.file_type().is_ok_and(|t| t.is_file()) => {
                 if !is_pack_file(&entry.path(), n) {
                     return Err(Error::Config(format!(
@@ -489,6 +498,21 @@ impl PackWriter {
             let _ = fs::remove_file(path);
         }
         let _ = sync_dir(&dir);
+        if manifest.schema.keys {
+            // Key lookups work without it (the index is then built at open),
+            // so a failure here does not undo a complete dataset.
+            let indexed = Dataset::open(&dir).and_then(|d| KeyIndex::build(&d)?.write(&d));
+            if let Err(e) = indexed {
+                log::warn!(
+                    "{}: the key index was not written ({e}); readers build it at open",
+                    dir.display()
+                );
+            }
+        } else {
+            // An index left by an earlier pack with keys: stale, and ignored
+            // by readers, but no longer this directory's.
+            let _ = fs::remove_file(dir.join(KEY_INDEX_FILE));
+        }
         Ok(manifest)
     }
 }

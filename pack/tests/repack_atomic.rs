@@ -82,14 +82,17 @@ fn a_finished_repack_leaves_no_old_shard_and_alternates_names() {
     let second = pack(dir.path(), &second_recs, 2000);
     assert!(second.shards.iter().all(|s| s.file.starts_with("shard-g1-")), "{:?}", second.shards);
     let mut want: Vec<String> = second.shards.iter().map(|s| s.file.clone()).collect();
-    want.extend([".ringfeed-pack.lock".into(), "manifest.json".into()]);
+    want.extend([".ringfeed-pack.lock".into(), "key-index.rfk".into(), "manifest.json".into()]);
     want.sort();
     assert_eq!(names(dir.path()), want);
     assert_holds(dir.path(), &second_recs);
     // The next generation may reuse the first names: nothing holds them.
     let third = pack(dir.path(), &records(&[1]), 2000);
     assert_eq!(third.shards[0].file, "shard-00000.rfp");
-    assert_eq!(names(dir.path()), [".ringfeed-pack.lock", "manifest.json", "shard-00000.rfp"]);
+    assert_eq!(
+        names(dir.path()),
+        [".ringfeed-pack.lock", "key-index.rfk", "manifest.json", "shard-00000.rfp"]
+    );
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn leftovers_of_a_crash_beside_a_dataset_are_cleared_and_never_overwrite_it() {
     let m = pack(dir.path(), &new, 2000);
     assert_holds(dir.path(), &new);
     let mut want: Vec<String> = m.shards.iter().map(|s| s.file.clone()).collect();
-    want.extend([".ringfeed-pack.lock".into(), "manifest.json".into()]);
+    want.extend([".ringfeed-pack.lock".into(), "key-index.rfk".into(), "manifest.json".into()]);
     want.sort();
     assert_eq!(names(dir.path()), want);
 }

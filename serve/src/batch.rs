@@ -7,9 +7,16 @@
 //!
 //! Buffers are recycled: a [`Batch`] returns its storage to the pool when
 //! dropped, and holds a permit of the in-flight semaphore meanwhile, so at
-//! most `in_flight` buffers of `max_batch` rows ever exist. A tensor-backed
-//! storage (libtorch memory, a `tch` feature) is one more [`Storage`]
-//! variant with a base pointer and a `Batch::tensor` accessor.
+//! most `in_flight` buffers of `max_batch` rows ever exist.
+//!
+//! With the `tch` feature a buffer can also be a libtorch tensor
+//! ([`TensorMem`]), so that the model runs on the very memory the pool
+//! wrote (`Batch::tensor`). Its soundness rests on the tensor being the
+//! crate's sole handle while rows are written: a [`Batch`] hands out only
+//! a view of it, and only after every [`RowWriter`] is gone; a handle the
+//! model keeps past its batch would see the next batch's rows, which
+//! `Batch::tensor`'s contract forbids. libtorch allocates the tensor
+//! zero-filled, so every slice made over it covers initialised elements.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +31,62 @@ use crate::spec::Layout;
 pub(crate) enum Storage {
     U8(Box<[u8]>),
     F32(Box<[f32]>),
+    #[cfg(feature = "tch")]
+    Tensor(TensorMem),
+}
+
+/// A contiguous, zero-filled CPU tensor of `[rows, ...row_shape]` and its
+/// base pointer, taken once at allocation.
+#[cfg(feature = "tch")]
+#[derive(Debug)]
+pub(crate) struct TensorMem {
+    tensor: tch::Tensor,
+    /// `tensor.data_ptr()`: aligned for its kind (libtorch's CPU allocator
+    /// aligns to 64 bytes), valid for `len` elements while `tensor` lives.
+    base: *mut std::ffi::c_void,
+    f32: bool,
+    /// Elements.
+    len: usize,
+}
+
+// SAFETY: `base` points into the memory `tensor` owns, and `tch::Tensor`
+// is `Send`; who may access that memory is governed by `RowBuffer` and
+// `Batch` exactly as for a boxed slice.
+#[cfg(feature = "tch")]
+unsafe impl Send for TensorMem {}
+
+#[cfg(feature = "tch")]
+impl TensorMem {
+    /// A zero-filled `[rows, ...row_shape]` tensor of `f32` or `u8`.
+    pub(crate) fn new(f32: bool, rows: usize, row_shape: [usize; 3]) -> crate::Result<TensorMem> {
+        let size =
+            [rows, row_shape[0], row_shape[1], row_shape[2]].map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+        let kind = if f32 { tch::Kind::Float } else { tch::Kind::Uint8 };
+        let tensor = tch::Tensor::f_zeros(size, (kind, tch::Device::Cpu))
+            .map_err(|e| crate::Error::Internal(format!("cannot allocate a batch tensor: {e}")))?;
+        let len = rows * row_shape.iter().product::<usize>();
+        if tensor.numel() != len || !tensor.is_contiguous() {
+            return Err(crate::Error::Internal("libtorch gave a batch tensor of another shape".into()));
+        }
+        let base = tensor.data_ptr();
+        Ok(TensorMem { tensor, base, f32, len })
+    }
+
+    /// The rows as a slice of `T`, the tensor's element type.
+    ///
+    /// # Safety
+    ///
+    /// `T` must be `f32` if `self.f32`, else `u8`, and no `&mut` to these
+    /// elements (no [`RowWriter`] of them) may be alive.
+    unsafe fn slice<T>(&self, elems: usize) -> &[T] {
+        let n = elems.min(self.len);
+        // SAFETY: `base` is valid and aligned for `len ≥ n` elements of the
+        // tensor's type, which the caller guarantees `T` is; they are
+        // initialised (zero-filled at allocation, then written by the
+        // pool); the caller guarantees no `&mut` is alive, and the crate
+        // writes no other way while the borrow of `self` lasts.
+        unsafe { std::slice::from_raw_parts(self.base.cast::<T>(), n) }
+    }
 }
 
 impl Storage {
@@ -39,6 +102,12 @@ impl Storage {
         match self {
             Storage::U8(b) => b.copy_within(from * row_len..(from + 1) * row_len, to * row_len),
             Storage::F32(b) => b.copy_within(from * row_len..(from + 1) * row_len, to * row_len),
+            #[cfg(feature = "tch")]
+            Storage::Tensor(m) => {
+                // Rows `from > to` never overlap; libtorch copies them.
+                let (from, to) = (from as i64, to as i64);
+                m.tensor.narrow(0, to, 1).copy_(&m.tensor.narrow(0, from, 1));
+            }
         }
     }
 }
@@ -48,6 +117,9 @@ impl Storage {
 enum Raw {
     U8(*mut [u8]),
     F32(*mut [f32]),
+    /// The tensor itself, owned meanwhile; its base pointer is inside.
+    #[cfg(feature = "tch")]
+    Tensor(TensorMem),
 }
 
 /// A buffer whose rows are being written by pool threads.
@@ -78,6 +150,11 @@ impl RowBuffer {
                 assert!(row_len.checked_mul(rows).is_some_and(|n| b.len() >= n));
                 Raw::F32(Box::into_raw(b))
             }
+            #[cfg(feature = "tch")]
+            Storage::Tensor(m) => {
+                assert!(row_len.checked_mul(rows).is_some_and(|n| m.len >= n));
+                Raw::Tensor(m)
+            }
         };
         Arc::new(RowBuffer { raw: Some(raw), row_len, rows, next: AtomicUsize::new(0) })
     }
@@ -101,6 +178,8 @@ impl RowBuffer {
             Raw::U8(p) => Storage::U8(unsafe { Box::from_raw(p) }),
             // SAFETY: as above.
             Raw::F32(p) => Storage::F32(unsafe { Box::from_raw(p) }),
+            #[cfg(feature = "tch")]
+            Raw::Tensor(m) => Storage::Tensor(m),
         })
     }
 }
@@ -142,6 +221,22 @@ impl RowWriter {
                 // SAFETY: see above: in bounds, disjoint, exclusive for `'_`.
                 OutputMut::F32(unsafe { std::slice::from_raw_parts_mut(row, b.row_len) })
             }
+            // The tensor's memory, with one more reason: the `RowBuffer`
+            // owns the only handle to the tensor (a `Batch` view is made
+            // only after every writer is gone), and its elements are
+            // initialised and aligned for their kind (see `TensorMem`).
+            #[cfg(feature = "tch")]
+            Raw::Tensor(m) if m.f32 => {
+                let row = m.base.cast::<f32>().wrapping_add(start);
+                // SAFETY: see above: in bounds, disjoint, exclusive for `'_`.
+                OutputMut::F32(unsafe { std::slice::from_raw_parts_mut(row, b.row_len) })
+            }
+            #[cfg(feature = "tch")]
+            Raw::Tensor(m) => {
+                let row = m.base.cast::<u8>().wrapping_add(start);
+                // SAFETY: see above: in bounds, disjoint, exclusive for `'_`.
+                OutputMut::U8(unsafe { std::slice::from_raw_parts_mut(row, b.row_len) })
+            }
         }
     }
 }
@@ -167,6 +262,10 @@ pub(crate) fn compact(storage: &mut Storage, keep: &[usize], row_len: usize) {
 /// Its memory goes back to the batcher's pool when it is dropped: drop it
 /// as soon as the data has been handed to the model (e.g. copied to the
 /// GPU), so the next batch can use it.
+///
+/// With the `tch` feature a `Batch` holds a `tch::Tensor`, which is `Send`
+/// but not `Sync`: move the batch (into `spawn_blocking`, say) rather than
+/// share a reference to it across threads.
 #[derive(Debug)]
 pub struct Batch {
     storage: Option<Storage>,
@@ -174,6 +273,10 @@ pub struct Batch {
     row_shape: [usize; 3],
     layout: Layout,
     free: FreeList,
+    /// The filled rows as a tensor: a view of tensor storage, made with
+    /// the batch, or a copy of boxed storage, made on first use.
+    #[cfg(feature = "tch")]
+    tensor: std::cell::OnceCell<tch::Tensor>,
     _in_flight: OwnedSemaphorePermit,
 }
 
@@ -211,7 +314,46 @@ impl Batch {
         free: FreeList,
         in_flight: OwnedSemaphorePermit,
     ) -> Batch {
-        Batch { storage: Some(storage), rows, row_shape, layout, free, _in_flight: in_flight }
+        #[cfg(feature = "tch")]
+        let tensor = std::cell::OnceCell::new();
+        #[cfg(feature = "tch")]
+        if let Storage::Tensor(m) = &storage {
+            // `narrow` of a contiguous tensor along its first dimension is a
+            // contiguous view: no copy.
+            let _ = tensor.set(m.tensor.narrow(0, 0, rows as i64));
+        }
+        Batch {
+            storage: Some(storage),
+            rows,
+            row_shape,
+            layout,
+            free,
+            #[cfg(feature = "tch")]
+            tensor,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The filled rows as a CPU tensor of [`shape`](Self::shape), `f32`
+    /// (`Kind::Float`) or `u8` (`Kind::Uint8`): without a copy when the
+    /// batcher was built with
+    /// [`tensor_storage(true)`](crate::BatcherBuilder::tensor_storage)
+    /// (the pool decoded straight into it), else a copy of
+    /// [`data`](Self::data) made on the first call.
+    ///
+    /// The tensor's memory is reused for a later batch once this `Batch`
+    /// is dropped, and read by [`data`](Self::data) meanwhile: use it for
+    /// the model call (outputs are new tensors), copy whatever must outlive
+    /// the batch, and do not write into it.
+    #[cfg(feature = "tch")]
+    pub fn tensor(&self) -> &tch::Tensor {
+        self.tensor.get_or_init(|| {
+            let shape = self.shape().map(|d| d as i64);
+            match self.data() {
+                BatchData::U8(d) => tch::Tensor::from_slice(d).view(shape),
+                BatchData::F32(d) => tch::Tensor::from_slice(d).view(shape),
+            }
+        })
     }
 
     /// Number of rows (requests).
@@ -246,6 +388,15 @@ impl Batch {
         match self.storage.as_ref().expect("live batch") {
             Storage::U8(b) => BatchData::U8(&b[..n]),
             Storage::F32(b) => BatchData::F32(&b[..n]),
+            // SAFETY: the type is the tensor's; no `&mut` is alive: the
+            // rows' writers were all gone before the batch was made, and
+            // nothing writes the tensor while the batch lives (the crate
+            // does not, and `tensor()`'s contract forbids the model to).
+            #[cfg(feature = "tch")]
+            Storage::Tensor(m) if m.f32 => BatchData::F32(unsafe { m.slice(n) }),
+            // SAFETY: as above.
+            #[cfg(feature = "tch")]
+            Storage::Tensor(m) => BatchData::U8(unsafe { m.slice(n) }),
         }
     }
 
@@ -254,16 +405,19 @@ impl Batch {
         if i >= self.rows {
             return None;
         }
-        let (l, s) = (self.row_len(), self.storage.as_ref().expect("live batch"));
-        Some(match s {
-            Storage::U8(b) => BatchData::U8(&b[i * l..(i + 1) * l]),
-            Storage::F32(b) => BatchData::F32(&b[i * l..(i + 1) * l]),
+        let l = self.row_len();
+        Some(match self.data() {
+            BatchData::U8(b) => BatchData::U8(&b[i * l..(i + 1) * l]),
+            BatchData::F32(b) => BatchData::F32(&b[i * l..(i + 1) * l]),
         })
     }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
+        // The view goes before the memory is offered to the next batch.
+        #[cfg(feature = "tch")]
+        drop(self.tensor.take());
         if let (Some(s), Ok(mut free)) = (self.storage.take(), self.free.lock()) {
             free.push(s);
         }
@@ -300,6 +454,32 @@ mod tests {
         compact(&mut s, &[1, 2, 5], 1);
         let Storage::U8(d) = s else { unreachable!() };
         assert_eq!(&d[..3], &[1, 2, 5]);
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn tensor_rows_are_written_from_many_threads_and_compacted() {
+        let mem = TensorMem::new(true, 4, [1, 1, 3]).unwrap();
+        let base = mem.tensor.data_ptr();
+        let buffer = RowBuffer::new(Storage::Tensor(mem), 3, 4);
+        let writers: Vec<_> = std::iter::from_fn(|| buffer.writer()).collect();
+        std::thread::scope(|s| {
+            for mut w in writers {
+                s.spawn(move || {
+                    let i = w.index;
+                    let OutputMut::F32(row) = w.slot() else { unreachable!() };
+                    row.fill(i as f32);
+                });
+            }
+        });
+        let Ok(buffer) = Arc::try_unwrap(buffer) else { panic!("writers left") };
+        let mut storage = buffer.into_storage();
+        compact(&mut storage, &[1, 3], 3);
+        let Storage::Tensor(m) = &storage else { unreachable!() };
+        assert_eq!(m.tensor.data_ptr(), base, "the same memory throughout");
+        // SAFETY: an f32 tensor, and every writer is gone.
+        let data: &[f32] = unsafe { m.slice(6) };
+        assert_eq!(data, &[1., 1., 1., 3., 3., 3.]);
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct BatcherConfig {
     pub threads: usize,
     /// Largest request body accepted.
     pub max_request_bytes: usize,
+    /// Batch buffers are libtorch tensors ([`Batch::tensor`] without a copy).
+    #[cfg(feature = "tch")]
+    pub tensor_storage: bool,
 }
 
 pub(crate) type BoxedModel<O> =
@@ -132,6 +135,17 @@ impl BatcherBuilder {
         self
     }
 
+    /// Whether batch buffers are libtorch tensors, which the pool decodes
+    /// straight into and [`Batch::tensor`] returns without a copy (a view
+    /// of the filled rows); otherwise they are plain Rust memory and
+    /// `Batch::tensor` copies. Either way they are allocated once and
+    /// recycled. Default: false.
+    #[cfg(feature = "tch")]
+    pub fn tensor_storage(mut self, on: bool) -> Self {
+        self.config.tensor_storage = on;
+        self
+    }
+
     /// Starts the batcher on the current tokio runtime (its collector is a
     /// task; decoding runs on its own threads), calling `model` once per
     /// batch. `model` must return one output per row of the [`Batch`], in
@@ -169,6 +183,15 @@ impl BatcherBuilder {
             Box::pin(async move { fut.await.map_err(|e| ModelError::from(e.into())) })
         });
         let metrics = Arc::new(Metrics::new(c.max_batch));
+        let free = FreeList::default();
+        // One buffer now, so that a libtorch that cannot allocate fails
+        // `build`, not the first request; the rest come as batches need them.
+        #[cfg(feature = "tch")]
+        if c.tensor_storage {
+            let f32 = self.spec.normalize != crate::spec::Normalize::None;
+            let mem = crate::batch::TensorMem::new(f32, c.max_batch, self.spec.row_shape())?;
+            free.lock().unwrap_or_else(|e| e.into_inner()).push(crate::batch::Storage::Tensor(mem));
+        }
         let (tx, rx) = mpsc::channel(c.queue.saturating_mul(2));
         let ctx = Arc::new(Ctx {
             spec: self.spec,
@@ -176,7 +199,7 @@ impl BatcherBuilder {
             pool: Arc::clone(&pool),
             metrics: Arc::clone(&metrics),
             in_flight: Arc::new(Semaphore::new(c.in_flight)),
-            free: FreeList::default(),
+            free,
             model,
         });
         runtime.spawn(collect(rx, ctx));
@@ -235,6 +258,8 @@ impl Batcher<()> {
                 in_flight: 2,
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 max_request_bytes: 16 << 20,
+                #[cfg(feature = "tch")]
+                tensor_storage: false,
             },
         }
     }

@@ -62,11 +62,18 @@ impl<O: Send + 'static> Ctx<O> {
         rows.push(Row { reply, done: rx, queued });
     }
 
-    fn storage(&self) -> Storage {
-        let free = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        free.unwrap_or_else(|| {
-            Storage::new(self.spec.normalize != Normalize::None, self.spec.row_len() * self.config.max_batch)
-        })
+    /// A recycled buffer, or a new one.
+    fn storage(&self) -> Result<Storage> {
+        if let Some(s) = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(s);
+        }
+        let f32 = self.spec.normalize != Normalize::None;
+        #[cfg(feature = "tch")]
+        if self.config.tensor_storage {
+            let mem = crate::batch::TensorMem::new(f32, self.config.max_batch, self.spec.row_shape())?;
+            return Ok(Storage::Tensor(mem));
+        }
+        Ok(Storage::new(f32, self.spec.row_len() * self.config.max_batch))
     }
 }
 
@@ -134,7 +141,16 @@ pub(crate) async fn collect<O: Send + 'static>(rx: mpsc::Receiver<Arc<Entry<O>>>
             }
         };
         let deadline = tokio::time::Instant::now() + ctx.config.max_delay;
-        let buffer = RowBuffer::new(ctx.storage(), ctx.spec.row_len(), max_batch);
+        let storage = match ctx.storage() {
+            Ok(s) => s,
+            Err(e) => {
+                // No memory for a batch: this request fails, the next tries again.
+                ctx.metrics.failed(&e);
+                let _ = w.reply.send(Err(e));
+                continue;
+            }
+        };
+        let buffer = RowBuffer::new(storage, ctx.spec.row_len(), max_batch);
         let mut rows = Vec::with_capacity(max_batch);
         ctx.assign(&buffer, &first, w, &mut rows);
         let mut closed = false;

@@ -54,6 +54,14 @@ pub enum Error {
     /// The batcher is shutting down (or its runtime is gone).
     #[error("batcher is shut down")]
     Shutdown,
+    /// No record has the key, or the index is past the end (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The dataset of a [`Records`](crate::Records) could not be opened or
+    /// read: I/O errors, and stored bytes that fail their checksums (whose
+    /// error names the file, offset and record).
+    #[error(transparent)]
+    Storage(#[from] ringfeed_pack::Error),
     /// A bug or a crashed worker thread: nothing the client did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,19 +72,20 @@ impl Error {
     /// ([`Fault::Overloaded`]) or the server ([`Fault::Server`]).
     pub fn fault(&self) -> Fault {
         match self {
-            Error::TooLarge { .. } => Fault::Client,
+            Error::TooLarge { .. } | Error::NotFound(_) => Fault::Client,
             Error::Image(e) if e.is_bad_input() => Fault::Client,
             Error::Overloaded { .. } => Fault::Overloaded,
             _ => Fault::Server,
         }
     }
 
-    /// The HTTP status a server would answer: 400 (bad image), 413 (too
-    /// large), 422 (valid but unsupported or over the limits), 503
-    /// (overloaded or shutting down), 500 otherwise.
+    /// The HTTP status a server would answer: 400 (bad image), 404 (no
+    /// such record), 413 (too large), 422 (valid but unsupported or over
+    /// the limits), 503 (overloaded or shutting down), 500 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
             Error::TooLarge { .. } => 413,
+            Error::NotFound(_) => 404,
             Error::Image(ringfeed_decode::Error::Corrupt(_)) => 400,
             Error::Image(e) if e.is_bad_input() => 422,
             Error::Overloaded { .. } | Error::Shutdown => 503,

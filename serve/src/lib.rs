@@ -17,8 +17,11 @@
 //!   request future frees its place. [`MetricsSnapshot`] has queue depth,
 //!   batch sizes, per-stage latencies and failure counts.
 //!
-//! No glommio, no libtorch: this crate depends on ringfeed-decode and
-//! tokio only.
+//! No glommio, and no libtorch unless asked for: this crate depends on
+//! ringfeed-decode and tokio only. With the `tch` feature,
+//! `BatcherBuilder::tensor_storage(true)` makes batch buffers libtorch
+//! tensors that the pool decodes straight into, and `Batch::tensor` hands
+//! the filled rows to a model without a copy.
 //!
 //! ```
 //! use ringfeed_serve::{Batch, BatchData, Batcher, Fault, Spec};
@@ -73,6 +76,7 @@ mod error;
 mod metrics;
 mod pool;
 mod preprocess;
+mod records;
 mod spec;
 
 pub use crate::batch::{Batch, BatchData};
@@ -80,5 +84,11 @@ pub use crate::batcher::{Batcher, BatcherBuilder, BatcherConfig, Response, Timin
 pub use crate::error::{Error, Fault, ModelError, Result};
 pub use crate::metrics::{LatencySnapshot, MetricsSnapshot};
 pub use crate::preprocess::Preprocessor;
+pub use crate::records::{Record, RecordIo, Records, RecordsBuilder};
 pub use crate::spec::{Geometry, Layout, Normalize, Spec, SpecBuilder};
 pub use ringfeed_decode::{Limits, OutputMut};
+pub use ringfeed_pack::KeyIndexOrigin;
+/// The tch crate this one was built with (the `tch` feature), for
+/// [`Batch::tensor`]'s type.
+#[cfg(feature = "tch")]
+pub use tch;
