@@ -12,11 +12,14 @@
 //! With the `tch` feature a buffer can also be a libtorch tensor
 //! ([`TensorMem`]), so that the model runs on the very memory the pool
 //! wrote (`Batch::tensor`). Its soundness rests on the tensor being the
-//! crate's sole handle while rows are written: a [`Batch`] hands out only
-//! a view of it, and only after every [`RowWriter`] is gone; a handle the
-//! model keeps past its batch would see the next batch's rows, which
-//! `Batch::tensor`'s contract forbids. libtorch allocates the tensor
-//! zero-filled, so every slice made over it covers initialised elements.
+//! crate's sole handle while rows are written, which holds because a
+//! tensor is written only before it is handed out: a [`Batch`] gives out
+//! its view only after every [`RowWriter`] is gone, and a tensor that was
+//! handed out is never recycled (the model may keep or write it: a
+//! `tch::Tensor` can be cloned from a shared reference, so no contract
+//! could stop it). For the same reason `Batch::data` never makes a Rust
+//! slice over handed-out tensor memory: it copies. libtorch allocates the
+//! tensor zero-filled, so every row slice covers initialised elements.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,20 +75,15 @@ impl TensorMem {
         Ok(TensorMem { tensor, base, f32, len })
     }
 
-    /// The rows as a slice of `T`, the tensor's element type.
-    ///
-    /// # Safety
-    ///
-    /// `T` must be `f32` if `self.f32`, else `u8`, and no `&mut` to these
-    /// elements (no [`RowWriter`] of them) may be alive.
-    unsafe fn slice<T>(&self, elems: usize) -> &[T] {
-        let n = elems.min(self.len);
-        // SAFETY: `base` is valid and aligned for `len ≥ n` elements of the
-        // tensor's type, which the caller guarantees `T` is; they are
-        // initialised (zero-filled at allocation, then written by the
-        // pool); the caller guarantees no `&mut` is alive, and the crate
-        // writes no other way while the borrow of `self` lasts.
-        unsafe { std::slice::from_raw_parts(self.base.cast::<T>(), n) }
+    /// The first `rows` rows, copied out by libtorch into boxed storage.
+    fn copy_rows(&self, rows: usize) -> Storage {
+        let flat = self.tensor.narrow(0, 0, rows as i64).flatten(0, -1);
+        // Same kind and a contiguous CPU tensor: the conversion cannot fail.
+        if self.f32 {
+            Storage::F32(Vec::<f32>::try_from(&flat).expect("an f32 CPU tensor converts").into_boxed_slice())
+        } else {
+            Storage::U8(Vec::<u8>::try_from(&flat).expect("a u8 CPU tensor converts").into_boxed_slice())
+        }
     }
 }
 
@@ -223,7 +221,8 @@ impl RowWriter {
             }
             // The tensor's memory, with one more reason: the `RowBuffer`
             // owns the only handle to the tensor (a `Batch` view is made
-            // only after every writer is gone), and its elements are
+            // only after every writer is gone, and a tensor a `Batch` gave
+            // out never returns to the free list), and its elements are
             // initialised and aligned for their kind (see `TensorMem`).
             #[cfg(feature = "tch")]
             Raw::Tensor(m) if m.f32 => {
@@ -277,6 +276,9 @@ pub struct Batch {
     /// the batch, or a copy of boxed storage, made on first use.
     #[cfg(feature = "tch")]
     tensor: std::cell::OnceCell<tch::Tensor>,
+    /// Tensor storage's rows copied out, made by the first `data()`.
+    #[cfg(feature = "tch")]
+    copied: std::cell::OnceCell<Storage>,
     _in_flight: OwnedSemaphorePermit,
 }
 
@@ -330,6 +332,8 @@ impl Batch {
             free,
             #[cfg(feature = "tch")]
             tensor,
+            #[cfg(feature = "tch")]
+            copied: std::cell::OnceCell::new(),
             _in_flight: in_flight,
         }
     }
@@ -341,10 +345,9 @@ impl Batch {
     /// (the pool decoded straight into it), else a copy of
     /// [`data`](Self::data) made on the first call.
     ///
-    /// The tensor's memory is reused for a later batch once this `Batch`
-    /// is dropped, and read by [`data`](Self::data) meanwhile: use it for
-    /// the model call (outputs are new tensors), copy whatever must outlive
-    /// the batch, and do not write into it.
+    /// With tensor storage the tensor is this batch's own memory, never
+    /// reused for another batch: the model may keep it or write into it
+    /// (the batcher then allocates a fresh tensor for a later batch).
     #[cfg(feature = "tch")]
     pub fn tensor(&self) -> &tch::Tensor {
         self.tensor.get_or_init(|| {
@@ -382,21 +385,24 @@ impl Batch {
         self.row_shape.iter().product()
     }
 
-    /// All rows, contiguous.
+    /// All rows, contiguous. With tensor storage, a copy of the tensor's
+    /// rows made on the first call (the tensor may be written through a
+    /// handle cloned from [`tensor`](Self::tensor), so no slice is made
+    /// over its memory).
     pub fn data(&self) -> BatchData<'_> {
         let n = self.rows * self.row_len();
         match self.storage.as_ref().expect("live batch") {
             Storage::U8(b) => BatchData::U8(&b[..n]),
             Storage::F32(b) => BatchData::F32(&b[..n]),
-            // SAFETY: the type is the tensor's; no `&mut` is alive: the
-            // rows' writers were all gone before the batch was made, and
-            // nothing writes the tensor while the batch lives (the crate
-            // does not, and `tensor()`'s contract forbids the model to).
             #[cfg(feature = "tch")]
-            Storage::Tensor(m) if m.f32 => BatchData::F32(unsafe { m.slice(n) }),
-            // SAFETY: as above.
-            #[cfg(feature = "tch")]
-            Storage::Tensor(m) => BatchData::U8(unsafe { m.slice(n) }),
+            Storage::Tensor(m) => {
+                let copy = self.copied.get_or_init(|| m.copy_rows(self.rows));
+                match copy {
+                    Storage::U8(b) => BatchData::U8(b),
+                    Storage::F32(b) => BatchData::F32(b),
+                    Storage::Tensor(_) => unreachable!("copies are boxed"),
+                }
+            }
         }
     }
 
@@ -418,6 +424,11 @@ impl Drop for Batch {
         // The view goes before the memory is offered to the next batch.
         #[cfg(feature = "tch")]
         drop(self.tensor.take());
+        // A tensor that was handed out may still have handles: never reuse it.
+        #[cfg(feature = "tch")]
+        if matches!(self.storage, Some(Storage::Tensor(_))) {
+            return;
+        }
         if let (Some(s), Ok(mut free)) = (self.storage.take(), self.free.lock()) {
             free.push(s);
         }
@@ -477,9 +488,8 @@ mod tests {
         compact(&mut storage, &[1, 3], 3);
         let Storage::Tensor(m) = &storage else { unreachable!() };
         assert_eq!(m.tensor.data_ptr(), base, "the same memory throughout");
-        // SAFETY: an f32 tensor, and every writer is gone.
-        let data: &[f32] = unsafe { m.slice(6) };
-        assert_eq!(data, &[1., 1., 1., 3., 3., 3.]);
+        let Storage::F32(data) = m.copy_rows(2) else { panic!("f32 rows") };
+        assert_eq!(&*data, &[1., 1., 1., 3., 3., 3.]);
     }
 
     #[test]

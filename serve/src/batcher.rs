@@ -138,8 +138,11 @@ impl BatcherBuilder {
     /// Whether batch buffers are libtorch tensors, which the pool decodes
     /// straight into and [`Batch::tensor`] returns without a copy (a view
     /// of the filled rows); otherwise they are plain Rust memory and
-    /// `Batch::tensor` copies. Either way they are allocated once and
-    /// recycled. Default: false.
+    /// `Batch::tensor` copies. Plain buffers are recycled; a tensor is
+    /// never reused once a batch has handed it to the model (the model may
+    /// keep it), so each batch gets a fresh zero-filled tensor (an
+    /// allocation and a memset per batch, a few percent of decoding it).
+    /// Default: false.
     #[cfg(feature = "tch")]
     pub fn tensor_storage(mut self, on: bool) -> Self {
         self.config.tensor_storage = on;

@@ -1,7 +1,7 @@
 //! Tensor-backed batches (the `tch` feature): the pool decodes straight
 //! into a libtorch tensor, `Batch::tensor` is a view of its filled rows
-//! equal to what the `Preprocessor` makes of each image, and the tensors
-//! are recycled from batch to batch.
+//! equal to what the `Preprocessor` makes of each image, and a tensor the
+//! model keeps is never reused for a later batch.
 #![cfg(feature = "tch")]
 
 mod common;
@@ -66,16 +66,27 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
-fn rows_in_the_tensor_are_the_preprocessors_and_the_tensor_is_recycled() {
+fn rows_in_the_tensor_are_the_preprocessors_and_a_kept_tensor_is_never_reused() {
     runtime().block_on(async {
         let spec = Spec::builder().center_crop(256, 224).build().unwrap();
-        // One batch at a time, so every batch must reuse the one tensor.
+        // The model keeps a handle on every batch tensor it sees (as a
+        // model that caches its inputs might).
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Tensor, u64)>::new()));
+        let keep = kept.clone();
         let batcher = Batcher::builder(spec)
             .max_batch(4)
             .in_flight(1)
             .threads(2)
             .tensor_storage(true)
-            .build(look)
+            .build(move |batch: Batch| {
+                let keep = keep.clone();
+                async move {
+                    let t = batch.tensor().shallow_clone();
+                    let sum = row_checksum(&t);
+                    keep.lock().unwrap().push((t, sum));
+                    look(batch).await
+                }
+            })
             .unwrap();
         let mut addresses = Vec::new();
         for name in ["rgb.jpg", "big.jpg", "rgb.png", "gray.jpg", "progressive.jpg"] {
@@ -85,11 +96,16 @@ fn rows_in_the_tensor_are_the_preprocessors_and_the_tensor_is_recycled() {
             assert_eq!(seen.shape, [1, 3, 224, 224], "{name}: only the filled row");
             assert_eq!(seen.kind, Kind::Float);
             assert_eq!(seen.row, want, "{name}: the tensor's row is the preprocessor's");
-            assert!(seen.data_matches, "{name}: data() reads the tensor");
+            assert!(seen.data_matches, "{name}: data() agrees with the tensor");
             addresses.push(seen.address);
         }
+        // Every kept tensor still holds its own batch: none was reused.
+        for (t, sum) in kept.lock().unwrap().iter() {
+            assert_eq!(row_checksum(t), *sum);
+        }
+        addresses.sort_unstable();
         addresses.dedup();
-        assert_eq!(addresses.len(), 1, "one tensor, recycled: {addresses:x?}");
+        assert_eq!(addresses.len(), 5, "a fresh tensor for each batch: {addresses:x?}");
     });
 }
 

@@ -24,7 +24,7 @@ impl BlockingBackend {
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..threads.max(1) {
             let rx = rx.clone();
-            thread::Builder::new().name(format!("ringfeed-serve-read-{n}")).spawn(move || worker(&rx))?;
+            thread::Builder::new().name(format!("rf-serve-read{n}")).spawn(move || worker(&rx))?;
         }
         Ok(BlockingBackend { tx: Mutex::new(tx) })
     }

@@ -62,7 +62,7 @@ impl RingBackend {
         let (tx, rx) = mpsc::unbounded_channel();
         let loop_shared = shared.clone();
         thread::Builder::new()
-            .name("ringfeed-serve-ring".into())
+            .name("rf-serve-ring".into())
             .spawn(move || Ring::new(ring, wake_rx, direct).run(rx, &loop_shared))?;
         Ok(RingBackend { tx: Some(tx), shared })
     }

@@ -39,7 +39,7 @@ impl UringBackend {
     pub(crate) fn start(direct: Option<u64>, entries: u32) -> io::Result<UringBackend> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        thread::Builder::new().name("ringfeed-serve-uring".into()).spawn(move || {
+        thread::Builder::new().name("rf-serve-uring".into()).spawn(move || {
             let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(entries)) {
                 Ok(rt) => rt,
                 Err(e) => {
