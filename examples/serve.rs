@@ -169,7 +169,9 @@ fn app(args: &Args) -> anyhow::Result<App> {
         }
         None => None,
     };
-    let preprocess = builder.tensor_storage(true).build(|batch: Batch| async move {
+    // No model reads these rows: plain (recycled) batch memory, which
+    // `row()` reads in place.
+    let preprocess = builder.build(|batch: Batch| async move {
         let info = (0..batch.len())
             .filter_map(|i| batch.row(i))
             .map(|row| {
