@@ -77,6 +77,10 @@ pub(crate) struct Args {
     /// Then center-crop to this square (`CenterCrop`): the model's input side.
     #[arg(long, default_value_t = 224)]
     pub(crate) crop: u32,
+    /// Refuse requests (503) while the oldest waiting one has waited this
+    /// long (latency-targeted admission; default: only `--queue` limits).
+    #[arg(long)]
+    pub(crate) max_queue_wait_ms: Option<u64>,
     /// libtorch's intra-op threads for the model (default: libtorch's
     /// own choice, all cores); fewer leaves cores to the decode threads.
     #[arg(long)]
@@ -139,6 +143,21 @@ fn classify_batch(model: &CModule, batch: &Batch) -> Result<Vec<TopK>, TchError>
         .collect())
 }
 
+/// Runs the model once on blank batches of 1 and `max_batch` rows, so
+/// that the first requests do not pay for libtorch's lazy set-up (and a
+/// model that cannot take the input fails at start, not per request).
+fn warm_up(model: &CModule, crop: u32, max_batch: usize) -> Result<(), TchError> {
+    let _no_grad = ringfeed_serve::tch::no_grad_guard();
+    for n in [1, max_batch as i64] {
+        let blank = ringfeed_serve::tch::Tensor::f_zeros(
+            [n, 3, i64::from(crop), i64::from(crop)],
+            (Kind::Float, ringfeed_serve::tch::Device::Cpu),
+        )?;
+        let _logits = model.forward_ts(&[blank])?;
+    }
+    Ok(())
+}
+
 /// Starts the batchers (on the current runtime) and loads the model.
 fn app(args: &Args) -> anyhow::Result<App> {
     let spec = Spec::builder().center_crop(args.resize, args.crop).build()?;
@@ -148,6 +167,10 @@ fn app(args: &Args) -> anyhow::Result<App> {
         .queue(args.queue)
         .in_flight(args.in_flight)
         .threads(args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
+    let builder = match args.max_queue_wait_ms {
+        Some(ms) => builder.max_queue_wait(Duration::from_millis(ms)),
+        None => builder,
+    };
     if let Some(n) = args.torch_threads {
         anyhow::ensure!(n > 0, "--torch-threads must be positive");
         ringfeed_serve::tch::set_num_threads(n);
@@ -156,11 +179,18 @@ fn app(args: &Args) -> anyhow::Result<App> {
         Some(path) => {
             let model =
                 CModule::load(path).with_context(|| format!("loading the model {}", path.display()))?;
+            warm_up(&model, args.crop, args.max_batch)
+                .with_context(|| format!("running the model {} on a blank batch", path.display()))?;
             let model = Arc::new(model);
+            // One forward pass at a time: two at once on the same cores
+            // only slow each other down (and hold two batches of
+            // activations); the next batch decodes meanwhile.
+            let one_at_a_time = Arc::new(tokio::sync::Semaphore::new(1));
             let batcher = builder.clone().tensor_storage(true).build(move |batch: Batch| {
-                let model = Arc::clone(&model);
+                let (model, turn) = (Arc::clone(&model), Arc::clone(&one_at_a_time));
                 // The forward pass is blocking CPU work: not on tokio's workers.
                 async move {
+                    let _turn = turn.acquire_owned().await?;
                     let top = tokio::task::spawn_blocking(move || classify_batch(&model, &batch)).await??;
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(top)
                 }

@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -76,6 +76,8 @@ pub struct BatcherConfig {
     pub threads: usize,
     /// Largest request body accepted.
     pub max_request_bytes: usize,
+    /// Refuse new requests while the oldest waiting one has waited longer.
+    pub max_queue_wait: Option<Duration>,
     /// Batch buffers are libtorch tensors ([`Batch::tensor`] without a copy).
     #[cfg(feature = "tch")]
     pub tensor_storage: bool,
@@ -132,6 +134,19 @@ impl BatcherBuilder {
     /// [`Error::TooLarge`] before being queued. Default: 16 MiB.
     pub fn max_request_bytes(mut self, n: usize) -> Self {
         self.config.max_request_bytes = n;
+        self
+    }
+
+    /// Latency-targeted admission: while the oldest request still waiting
+    /// for a batch has waited longer than `d`, `submit` refuses new ones at
+    /// once with [`Error::Overloaded`] (its queue is then long enough to
+    /// keep the model busy, and one more request would only wait longer).
+    /// Under overload the queue settles where the wait is about `d`,
+    /// instead of filling [`queue`](Self::queue) places that each add to
+    /// every later request's latency. Default: `None` (only the place
+    /// count limits the queue).
+    pub fn max_queue_wait(mut self, d: Duration) -> Self {
+        self.config.max_queue_wait = Some(d);
         self
     }
 
@@ -196,7 +211,9 @@ impl BatcherBuilder {
             free.lock().unwrap_or_else(|e| e.into_inner()).push(crate::batch::Storage::Tensor(mem));
         }
         let (tx, rx) = mpsc::channel(c.queue.saturating_mul(2));
+        let arrivals = Arc::new(Arrivals::new(c.queue.saturating_mul(4)));
         let ctx = Arc::new(Ctx {
+            arrivals: Arc::clone(&arrivals),
             spec: self.spec,
             config: self.config.clone(),
             pool: Arc::clone(&pool),
@@ -208,6 +225,7 @@ impl BatcherBuilder {
         runtime.spawn(collect(rx, ctx));
         Ok(Batcher {
             tx,
+            arrivals: Arc::clone(&arrivals),
             places: Arc::new(Semaphore::new(self.config.queue)),
             metrics,
             pool,
@@ -239,6 +257,7 @@ impl BatcherBuilder {
 /// ```
 #[derive(Debug)]
 pub struct Batcher<O> {
+    arrivals: Arc<Arrivals>,
     tx: mpsc::Sender<Arc<Entry<O>>>,
     /// One permit per queue place.
     places: Arc<Semaphore>,
@@ -261,6 +280,7 @@ impl Batcher<()> {
                 in_flight: 2,
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 max_request_bytes: 16 << 20,
+                max_queue_wait: None,
                 #[cfg(feature = "tch")]
                 tensor_storage: false,
             },
@@ -301,9 +321,18 @@ impl<O: Send + 'static> Batcher<O> {
             m.rejected.fetch_add(1, Ordering::Relaxed);
             Error::Overloaded { queued: self.config.queue }
         };
+        // Only while someone waits: an estimate can err long (withdrawn
+        // requests ahead), and must never shut the door on an empty queue.
+        if let Some(limit) = self.config.max_queue_wait
+            && m.queue_depth.load(Ordering::Relaxed) > 0
+            && self.arrivals.oldest_wait() > limit
+        {
+            return Err(overloaded());
+        }
         let place = Arc::clone(&self.places).try_acquire_owned().map_err(|_| overloaded())?;
         let (reply, rx) = oneshot::channel();
         let entry = Arc::new(Entry {
+            seq: self.arrivals.arrive(),
             waiting: Mutex::new(Some(Waiting { bytes, reply, place, submitted: Instant::now() })),
             cancelled: Arc::new(AtomicBool::new(false)),
         });
@@ -357,8 +386,70 @@ type Admitted<O> = (oneshot::Receiver<Result<Response<O>>>, CancelGuard<O>);
 /// the collector (which may take it).
 #[derive(Debug)]
 pub(crate) struct Entry<O> {
+    /// Arrival number ([`Arrivals`]).
+    pub(crate) seq: u64,
     pub(crate) waiting: Mutex<Option<Waiting<O>>>,
     pub(crate) cancelled: Arc<AtomicBool>,
+}
+
+/// Arrival times of admitted requests, by arrival number, and how far
+/// batches have got: enough to tell how long the oldest request still
+/// waiting has waited, without locking the queue. Requests get rows in
+/// arrival order; one withdrawn meanwhile only makes the estimate err on
+/// the long side until a later request gets a row.
+#[derive(Debug)]
+pub(crate) struct Arrivals {
+    start: Instant,
+    /// Arrival `n`'s time (µs after `start`) at `n % len`.
+    times: Box<[AtomicU64]>,
+    next: AtomicU64,
+    /// Arrivals before this one have their rows (or were withdrawn).
+    head: AtomicU64,
+}
+
+impl Arrivals {
+    pub(crate) fn new(len: usize) -> Arrivals {
+        Arrivals {
+            start: Instant::now(),
+            times: (0..len.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records an arrival; its number.
+    pub(crate) fn arrive(&self) -> u64 {
+        let n = self.next.fetch_add(1, Ordering::AcqRel);
+        self.times[(n % self.times.len() as u64) as usize].store(self.now_us(), Ordering::Release);
+        n
+    }
+
+    /// Arrival `seq` got its row (or left).
+    pub(crate) fn leave(&self, seq: u64) {
+        self.head.fetch_max(seq + 1, Ordering::AcqRel);
+    }
+
+    /// How long the oldest request still waiting has waited (zero when
+    /// none waits).
+    pub(crate) fn oldest_wait(&self) -> Duration {
+        let (head, next) = (self.head.load(Ordering::Acquire), self.next.load(Ordering::Acquire));
+        if head >= next {
+            return Duration::ZERO;
+        }
+        if next - head > self.times.len() as u64 {
+            // More waiting than the ring remembers: many withdrawn
+            // requests ahead; their slots were reused, so use the newest
+            // of the remembered ones (a lower bound).
+            let newest = self.times[((next - 1) % self.times.len() as u64) as usize].load(Ordering::Acquire);
+            return Duration::from_micros(self.now_us().saturating_sub(newest));
+        }
+        let at = self.times[(head % self.times.len() as u64) as usize].load(Ordering::Acquire);
+        Duration::from_micros(self.now_us().saturating_sub(at))
+    }
 }
 
 impl<O> Entry<O> {

@@ -23,6 +23,7 @@ use crate::spec::{Normalize, Spec};
 
 /// What the collector and the batch tasks share.
 pub(crate) struct Ctx<O> {
+    pub(crate) arrivals: Arc<crate::batcher::Arrivals>,
     pub(crate) spec: Spec,
     pub(crate) config: BatcherConfig,
     pub(crate) pool: Arc<Pool>,
@@ -42,6 +43,7 @@ struct Row<O> {
 impl<O: Send + 'static> Ctx<O> {
     /// The request, unless it was withdrawn.
     fn take(&self, entry: &Entry<O>) -> Option<Waiting<O>> {
+        self.arrivals.leave(entry.seq);
         let w = entry.waiting.lock().unwrap_or_else(|e| e.into_inner()).take()?;
         self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         Some(w)

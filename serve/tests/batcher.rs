@@ -282,3 +282,51 @@ async fn dropping_the_batcher_finishes_what_it_admitted() {
         f.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_wait_limit_refuses_while_the_oldest_request_waits_too_long() {
+    let spec = Spec::builder().square(16).raw_u8().build().unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let limit = Duration::from_millis(30);
+    let batcher = Batcher::builder(spec)
+        .max_batch(1)
+        .in_flight(1)
+        .queue(100)
+        .max_queue_wait(limit)
+        .build(move |batch: Batch| {
+            let g = Arc::clone(&g);
+            async move {
+                g.acquire().await.unwrap().forget();
+                echo(batch).await
+            }
+        })
+        .unwrap();
+    let image = png(20, 20, 3);
+    // One in the model (blocked), one waiting behind it.
+    let first = tokio::spawn(batcher.submit(image.clone()));
+    while batcher.metrics().batches_in_flight == 0 {
+        tokio::task::yield_now().await;
+    }
+    let second = tokio::spawn(batcher.submit(image.clone()));
+    // Young enough: still admitted (the place count is far from full).
+    let third = tokio::spawn(batcher.submit(image.clone()));
+    // The rule is about time: let the oldest waiter pass the limit.
+    tokio::time::sleep(limit + Duration::from_millis(10)).await;
+    let e = batcher.submit(image.clone()).await.unwrap_err();
+    assert!(matches!(e, Error::Overloaded { .. }), "{e}");
+    assert_eq!(batcher.metrics().queue_depth, 2);
+    // Withdrawn waiters leave nobody waiting: the door opens again.
+    second.abort();
+    third.abort();
+    let _ = (second.await, third.await);
+    assert_eq!(batcher.metrics().queue_depth, 0);
+    let fourth = tokio::spawn(batcher.submit(image.clone()));
+    gate.add_permits(2);
+    first.await.unwrap().unwrap();
+    fourth.await.unwrap().unwrap();
+    // Drained: admitted at once, however long ago the last wait was long.
+    gate.add_permits(1);
+    batcher.submit(image).await.unwrap();
+    assert_eq!(batcher.metrics().rejected, 1);
+}
