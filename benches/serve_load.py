@@ -87,6 +87,10 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--torch-threads", type=int, default=1, help="libtorch intra-op threads of both servers (OMP_NUM_THREADS)")
 ap.add_argument("--rounds", type=int, default=2, help="sweep rounds; the side that goes first alternates; medians reported")
 ap.add_argument("--overload-queue", type=int, default=32)
+ap.add_argument("--overload-max-batch", type=int, default=4,
+                help="the overload test's server: batches this small keep a full batch's model time short")
+ap.add_argument("--overload-max-wait-ms", type=int, default=40,
+                help="the overload test's server: --max-queue-wait-ms (latency-targeted admission)")
 ap.add_argument("--overload-s", type=float, default=20.0)
 ap.add_argument("--rss-requests", type=int, default=100_000)
 ap.add_argument("--rss-warmup", type=int, default=5_000, help="requests before the RSS flatness run is measured")
@@ -156,14 +160,14 @@ def proc_kb(pid, path, field):
 class Server:
     """A server process, its address and a /proc sampler (RSS every `rss_every` s, PSS every second)."""
 
-    def __init__(self, side, model=None, queue=None, tag=""):
+    def __init__(self, side, model=None, queue=None, tag="", max_batch=None, extra=()):
         self.side = side
         q = str(queue or a.queue)
-        common = ["--listen", "127.0.0.1:0", "--max-batch", str(a.max_batch), "--max-delay-ms", str(a.max_delay_ms),
-                  "--queue", q, "--threads", str(a.threads)]
+        common = ["--listen", "127.0.0.1:0", "--max-batch", str(max_batch or a.max_batch), "--max-delay-ms",
+                  str(a.max_delay_ms), "--queue", q, "--threads", str(a.threads)]
         if model:
             common += ["--model", str(Path(a.models_dir) / f"{model}.pt")]
-        cmd = [a.rust_server] + common if side == "rust" else \
+        cmd = [a.rust_server] + common + list(extra) if side == "rust" else \
             [sys.executable, str(root / "benches/serve_peer.py"), "--torch-threads", str(a.torch_threads)] + common
         env = dict(os.environ, OMP_NUM_THREADS=str(a.torch_threads), MKL_NUM_THREADS=str(a.torch_threads))
         self.log = open(log_dir / f"{side}{tag}.log", "w")
@@ -295,28 +299,29 @@ def sweep(bodies):
 # --- 2. overload ----------------------------------------------------------------
 
 def overload(bodies, sweep_rows):
+    """The overload test runs its own server configuration, built for
+    latency: small batches (--overload-max-batch; on CPU a batch of 4 runs
+    about as many images per second as one of 32) and latency-targeted
+    admission (--overload-max-wait-ms). Its sustainable rate R is measured
+    on that configuration (closed loop, 16 connections), its unloaded p99
+    at R/2 (open loop), then 4R is offered (open loop)."""
     model = models[0]
-    base = [r for r in sweep_rows if r["side"] == "rust" and r["endpoint"] == "classify" and r["model"] == model]
-    at16 = None
-    if base:
-        c = min({r["concurrency"] for r in base}, key=lambda c: abs(c - 16))
-        runs = sorted((r for r in base if r["concurrency"] == c), key=lambda r: r["loadgen"]["ok_rps"])
-        at16 = runs[(len(runs) - 1) // 2]  # the median round (the lower one of two)
-    out = {"model": model}
-    srv = Server("rust", model, tag="-overload-capacity")
-    if at16 is None:
-        s = loadgen(srv.url("/v1/classify"), concurrency=16, duration=a.duration_s, requests=a.requests, warmup=52, bodies=bodies)
-        at16 = {"concurrency": 16, "loadgen": s}
-    rate = at16["loadgen"]["ok_rps"]
-    out["sustainable"] = {"concurrency": at16["concurrency"], "ok_rps": rate, "p99_ms": p99(at16["loadgen"])}
+    mb, wait = a.overload_max_batch, a.overload_max_wait_ms
+    extra = ["--max-queue-wait-ms", str(wait), "--in-flight", "2"]
+    out = {"model": model, "max_batch": mb, "max_queue_wait_ms": wait}
+    srv = Server("rust", model, tag="-overload-capacity", max_batch=mb, extra=extra)
+    cap = loadgen(srv.url("/v1/classify"), concurrency=16, duration=a.duration_s, requests=a.requests, warmup=52,
+                  bodies=bodies)
+    rate = cap["ok_rps"]
+    out["sustainable"] = {"concurrency": 16, "ok_rps": rate, "p99_ms": p99(cap), "non_2xx": non_2xx(cap)}
     s = loadgen(srv.url("/v1/classify"), rate=rate / 2, duration=a.overload_s, warmup=20, bodies=bodies, max_connections=2048)
     out["unloaded"] = {"rate": rate / 2, "loadgen": s}
-    say(f"overload: sustainable {rate:.1f} req/s (c={at16['concurrency']}, p99 {p99(at16['loadgen'])} ms); "
+    say(f"overload (max-batch {mb}, max-queue-wait {wait} ms): sustainable {rate:.1f} req/s (c=16, p99 {p99(cap)} ms); "
         f"at R/2 p99 {p99(s)} ms, non-2xx {non_2xx(s)}")
     srv.stop()
     out["runs"] = []
     for q in (a.queue, a.overload_queue):
-        srv = Server("rust", model, queue=q, tag=f"-overload-q{q}")
+        srv = Server("rust", model, queue=q, tag=f"-overload-q{q}", max_batch=mb, extra=extra)
         srv.measure()
         s = loadgen(srv.url("/v1/classify"), rate=4 * rate, duration=a.overload_s, warmup=0, bodies=bodies, max_connections=2048)
         mem = srv.memory()

@@ -96,6 +96,20 @@ impl Storage {
         }
     }
 
+    /// Like [`new`](Self::new), every page written now, so the memory is
+    /// resident from the start (a zeroed allocation is only mapped, and
+    /// would show up in RSS when the first batch large enough fills it).
+    pub(crate) fn resident(f32: bool, len: usize) -> Storage {
+        let mut s = Storage::new(f32, len);
+        match &mut s {
+            Storage::F32(b) => b.iter_mut().step_by(1024).for_each(|x| *x = std::hint::black_box(0.0)),
+            Storage::U8(b) => b.iter_mut().step_by(4096).for_each(|x| *x = std::hint::black_box(0)),
+            #[cfg(feature = "tch")]
+            Storage::Tensor(_) => {}
+        }
+        s
+    }
+
     fn copy_row(&mut self, from: usize, to: usize, row_len: usize) {
         match self {
             Storage::U8(b) => b.copy_within(from * row_len..(from + 1) * row_len, to * row_len),

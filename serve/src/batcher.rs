@@ -117,7 +117,9 @@ impl BatcherBuilder {
 
     /// Batches in flight (decoding or in the model) at most, each holding
     /// one buffer of `max_batch` rows: with 2, one batch fills while the
-    /// model runs the other. Default: 2.
+    /// model runs the other. The buffers are allocated (and made resident)
+    /// by `build()`, so a server's memory is at its bound from the start.
+    /// Default: 2.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.config.in_flight = n;
         self
@@ -202,13 +204,25 @@ impl BatcherBuilder {
         });
         let metrics = Arc::new(Metrics::new(c.max_batch));
         let free = FreeList::default();
-        // One buffer now, so that a libtorch that cannot allocate fails
-        // `build`, not the first request; the rest come as batches need them.
+        let f32 = self.spec.normalize != crate::spec::Normalize::None;
+        // Tensors: one now, so that a libtorch that cannot allocate fails
+        // `build`, not the first request (the rest are made per batch).
+        // Plain buffers: all `in_flight` of them now, resident, so memory
+        // is at its configured bound from the start and stays flat.
         #[cfg(feature = "tch")]
-        if c.tensor_storage {
-            let f32 = self.spec.normalize != crate::spec::Normalize::None;
+        let tensors = c.tensor_storage;
+        #[cfg(not(feature = "tch"))]
+        let tensors = false;
+        #[cfg(feature = "tch")]
+        if tensors {
             let mem = crate::batch::TensorMem::new(f32, c.max_batch, self.spec.row_shape())?;
             free.lock().unwrap_or_else(|e| e.into_inner()).push(crate::batch::Storage::Tensor(mem));
+        }
+        if !tensors {
+            let mut list = free.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..c.in_flight {
+                list.push(crate::batch::Storage::resident(f32, c.max_batch * self.spec.row_len()));
+            }
         }
         let (tx, rx) = mpsc::channel(c.queue.saturating_mul(2));
         let arrivals = Arc::new(Arrivals::new(c.queue.saturating_mul(4)));
