@@ -87,9 +87,9 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--torch-threads", type=int, default=1, help="libtorch intra-op threads of both servers (OMP_NUM_THREADS)")
 ap.add_argument("--rounds", type=int, default=2, help="sweep rounds; the side that goes first alternates; medians reported")
 ap.add_argument("--overload-queue", type=int, default=32)
-ap.add_argument("--overload-max-batch", type=int, default=4,
+ap.add_argument("--overload-max-batch", type=int, default=2,
                 help="the overload test's server: batches this small keep a full batch's model time short")
-ap.add_argument("--overload-max-wait-ms", type=int, default=40,
+ap.add_argument("--overload-max-wait-ms", type=int, default=20,
                 help="the overload test's server: --max-queue-wait-ms (latency-targeted admission)")
 ap.add_argument("--overload-s", type=float, default=20.0)
 ap.add_argument("--rss-requests", type=int, default=100_000)

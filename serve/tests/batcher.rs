@@ -15,6 +15,26 @@ async fn echo(batch: Batch) -> Result<Vec<u64>, std::io::Error> {
     Ok((0..batch.len()).map(|i| checksum(batch.row(i).unwrap())).collect())
 }
 
+/// A batcher of one-row batches, one in flight, whose model waits for a
+/// permit of the returned gate per batch (so tests decide when batches end).
+fn gated(
+    configure: impl FnOnce(ringfeed_serve::BatcherBuilder) -> ringfeed_serve::BatcherBuilder,
+) -> (Batcher<u64>, Arc<tokio::sync::Semaphore>) {
+    let spec = Spec::builder().square(16).raw_u8().build().unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let batcher = configure(Batcher::builder(spec).max_batch(1).in_flight(1))
+        .build(move |batch: Batch| {
+            let g = Arc::clone(&g);
+            async move {
+                g.acquire().await.unwrap().forget();
+                echo(batch).await
+            }
+        })
+        .unwrap();
+    (batcher, gate)
+}
+
 #[test]
 fn each_request_gets_its_own_offline_row_decoded_off_the_runtime() {
     let workers = Arc::new(Mutex::new(HashSet::new()));
@@ -143,22 +163,7 @@ async fn model_failures_fail_their_batch_as_the_servers_fault_and_nothing_else()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_at_once_and_recovers() {
-    let spec = Spec::builder().square(16).raw_u8().build().unwrap();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let g = Arc::clone(&gate);
-    let batcher = Batcher::builder(spec)
-        .max_batch(1)
-        .in_flight(1)
-        .queue(4)
-        .max_request_bytes(10_000)
-        .build(move |batch: Batch| {
-            let g = Arc::clone(&g);
-            async move {
-                g.acquire().await.unwrap().forget();
-                echo(batch).await
-            }
-        })
-        .unwrap();
+    let (batcher, gate) = gated(|b| b.queue(4).max_request_bytes(10_000));
     assert_eq!(batcher.memory_bound(), 4 * 10_000 + 16 * 16 * 3);
     let image = png(20, 20, 2);
     // One in the model (blocked), then four in the queue.
@@ -224,21 +229,7 @@ fn building_outside_a_runtime_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_request_frees_its_queue_place_at_once() {
-    let spec = Spec::builder().square(16).raw_u8().build().unwrap();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let g = Arc::clone(&gate);
-    let batcher = Batcher::builder(spec)
-        .max_batch(1)
-        .in_flight(1)
-        .queue(2)
-        .build(move |batch: Batch| {
-            let g = Arc::clone(&g);
-            async move {
-                g.acquire().await.unwrap().forget();
-                echo(batch).await
-            }
-        })
-        .unwrap();
+    let (batcher, gate) = gated(|b| b.queue(2));
     let image = png(20, 20, 5);
     let first = tokio::spawn(batcher.submit(image.clone()));
     while batcher.metrics().batches_in_flight == 0 {
@@ -285,23 +276,8 @@ async fn dropping_the_batcher_finishes_what_it_admitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_wait_limit_refuses_while_the_oldest_request_waits_too_long() {
-    let spec = Spec::builder().square(16).raw_u8().build().unwrap();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let g = Arc::clone(&gate);
     let limit = Duration::from_millis(30);
-    let batcher = Batcher::builder(spec)
-        .max_batch(1)
-        .in_flight(1)
-        .queue(100)
-        .max_queue_wait(limit)
-        .build(move |batch: Batch| {
-            let g = Arc::clone(&g);
-            async move {
-                g.acquire().await.unwrap().forget();
-                echo(batch).await
-            }
-        })
-        .unwrap();
+    let (batcher, gate) = gated(|b| b.queue(100).max_queue_wait(limit));
     let image = png(20, 20, 3);
     // One in the model (blocked), one waiting behind it.
     let first = tokio::spawn(batcher.submit(image.clone()));

@@ -10,18 +10,11 @@ use std::time::Duration;
 use ringfeed_pack::{KeyIndexOrigin, PackWriter, Payload, Schema};
 use ringfeed_serve::{Error, Fault, RecordIo, Records};
 
-/// Deterministic pseudo-random bytes.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+// The storage layer's test helpers (deterministic bytes, scratch dirs).
+#[path = "../../pack/tests/common/mod.rs"]
+mod pack_common;
+
+use pack_common::bytes;
 
 struct Packed {
     dir: tempfile::TempDir,
