@@ -186,10 +186,10 @@ fn app(args: &Args) -> anyhow::Result<App> {
                 let model = Arc::clone(&model);
                 // The forward pass is blocking CPU work: not on tokio's
                 // workers. With `--in-flight 2` two batches' passes may run
-                // at once, each on its own libtorch threads: measured, that
-                // keeps both cores busy where one pass at a time left the
-                // second to decoding alone (52 against 76-85 req/s with
-                // MobileNetV3 at 16 connections, benches/serve_load.py).
+                // at once, each on its own libtorch threads, which keeps
+                // both cores busy (one pass at a time measured 52.0 req/s
+                // against 56.7-58.5 with MobileNetV3 at 16 connections,
+                // docs/BENCHMARKS.md "Serving under load").
                 async move {
                     let top = tokio::task::spawn_blocking(move || classify_batch(&model, &batch)).await??;
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(top)
