@@ -127,6 +127,9 @@ fn kill_9_during_a_repack_keeps_the_old_dataset_and_the_rerun_replaces_it() {
         assert_eq!(m.records, 200);
         let mut want: Vec<String> = m.shards.iter().map(|s| s.file.clone()).collect();
         want.extend([".ringfeed-pack.lock".into(), "manifest.json".into()]);
+        if m.schema.keys {
+            want.push(ringfeed::KEY_INDEX_FILE.into());
+        }
         want.sort();
         assert_eq!(names(&out), want, "round {round}: only the new dataset's files remain");
     }
