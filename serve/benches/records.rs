@@ -97,7 +97,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
         }))?);
     }
-    let fio_iops = median(fio.iter().map(|f| f.0).collect());
     let get_r = Stats::median(&get);
     let key_r = Stats::median(&by_key);
     let many_r = Stats::median(&many);
@@ -111,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if bench {
+        let fio_iops = median(fio.iter().map(|f| f.0).collect());
         let fio_p50 = median(fio.iter().map(|f| f.1).collect());
         let fio_p99 = median(fio.iter().map(|f| f.2).collect());
         println!(
