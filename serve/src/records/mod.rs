@@ -32,6 +32,10 @@ use crate::error::{Error, Result};
 /// (about 20 µs); larger ones on tokio's blocking pool.
 const INLINE_CRC_BYTES: usize = 256 << 10;
 
+/// Submission queue entries of the record thread's ring (more requests
+/// than this wait in the channel, bounded by the byte budget).
+const RING_ENTRIES: u32 = 256;
+
 /// Which thread(s) read for a [`Records`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -61,7 +65,6 @@ pub struct RecordsBuilder {
     max_bytes_in_flight: usize,
     coalesce_gap: u64,
     blocking_threads: usize,
-    ring_entries: u32,
 }
 
 impl RecordsBuilder {
@@ -142,7 +145,7 @@ impl RecordsBuilder {
                 .map_err(|e| ringfeed_pack::Error::io("start the record reader threads for", dir, e))?;
             Ok(Box::new(b))
         };
-        let ring = || ring::RingBackend::start(align, self.ring_entries);
+        let ring = || ring::RingBackend::start(align, RING_ENTRIES);
         let (backend, io, direct): (Box<dyn Backend>, RecordIo, Option<u64>) = match self.io {
             RecordIo::Blocking => (blocking(self.blocking_threads)?, RecordIo::Blocking, None),
             RecordIo::Uring => {
@@ -150,7 +153,7 @@ impl RecordsBuilder {
                 (Box::new(b), RecordIo::Uring, align)
             }
             RecordIo::TokioUring => {
-                let b = uring::UringBackend::start(align, self.ring_entries)
+                let b = uring::UringBackend::start(align, RING_ENTRIES)
                     .map_err(|e| ringfeed_pack::Error::io("start tokio-uring for", dir, e))?;
                 (Box::new(b), RecordIo::TokioUring, align)
             }
@@ -274,7 +277,6 @@ impl Records {
             max_bytes_in_flight: 64 << 20,
             coalesce_gap: 64 << 10,
             blocking_threads: 16,
-            ring_entries: 256,
         }
     }
 
@@ -326,18 +328,8 @@ impl Records {
     /// Reads record `index`. Past the end: [`Error::NotFound`].
     pub async fn get(&self, index: u64) -> Result<Record> {
         let loc = self.locate(index)?;
-        let run = Run {
-            shard: loc.shard,
-            offset: loc.offset,
-            len: loc.len as usize,
-            members: vec![plan::Member {
-                pos: 0,
-                index,
-                in_shard: loc.index_in_shard,
-                at: 0,
-                len: loc.len as usize,
-                crc32c: loc.crc32c,
-            }],
+        let Some(run) = plan(vec![(0, index, loc)], 0, u64::MAX).pop() else {
+            return Err(Error::Internal("no read planned for one record".into()));
         };
         let rx = self.submit(&run).await?;
         let bytes = self.finish(&run, rx).await?;
@@ -379,8 +371,7 @@ impl Records {
         for (run, rx) in pending {
             let bytes = self.finish(&run, rx).await?;
             for m in &run.members {
-                let label = self.inner.dataset.locate(m.index)?.label;
-                out[m.pos] = Some(self.record(m.index, label, bytes.slice(m.at..m.at + m.len))?);
+                out[m.pos] = Some(self.record(m.index, m.label, bytes.slice(m.at..m.at + m.len))?);
             }
         }
         out.into_iter()

@@ -18,6 +18,7 @@ pub(crate) struct Member {
     pub(crate) at: usize,
     pub(crate) len: usize,
     pub(crate) crc32c: u32,
+    pub(crate) label: i64,
 }
 
 /// One read covering one or more records of one shard.
@@ -53,6 +54,7 @@ pub(crate) fn plan(mut wanted: Vec<(usize, u64, RecordLocation)>, max_gap: u64, 
                     at: (loc.offset - run.offset) as usize,
                     len,
                     crc32c: loc.crc32c,
+                    label: loc.label,
                 });
                 run.len = (new_end - run.offset) as usize;
                 continue;
@@ -69,6 +71,7 @@ pub(crate) fn plan(mut wanted: Vec<(usize, u64, RecordLocation)>, max_gap: u64, 
                 at: 0,
                 len,
                 crc32c: loc.crc32c,
+                label: loc.label,
             }],
         });
     }

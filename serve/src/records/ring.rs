@@ -226,14 +226,14 @@ impl Ring {
     /// Pushes an entry, submitting first when the queue is full.
     fn push(&mut self, entry: &squeue::Entry) {
         loop {
-            // SAFETY: every entry pushed here points at memory that stays
-            // valid until its completion is reaped: an op's buffer and
-            // file are owned by its slot (removed only in `reap`), the
-            // wake-up read's buffer and pipe by `self`, and `run` does not
-            // return while `in_flight` counts an op in the kernel or the
-            // wake-up read is armed (it completes it first); after a
-            // failure of the ring, `fail_all` leaks what the kernel may
-            // still write.
+            // Every entry pushed here points at memory that stays valid
+            // until its completion is reaped: an op's buffer and file are
+            // owned by its slot (removed only in `reap`), the wake-up
+            // read's buffer and pipe by `self`; `run` does not return while
+            // `in_flight` counts an op in the kernel or the wake-up read is
+            // armed (it completes it first), and after a failure of the
+            // ring `fail_all` leaks what the kernel may still write.
+            // SAFETY: so the entry's buffer and descriptor outlive its use.
             let pushed = unsafe { self.ring.submission().push(entry) };
             if pushed.is_ok() {
                 return;
