@@ -213,8 +213,7 @@ impl KeyIndex {
     /// key stored in its shard.
     pub fn find(&self, dataset: &Dataset, key: &str) -> Result<Option<u64>> {
         let h = key_hash(key.as_bytes());
-        let start = self.entries.partition_point(|&(eh, _)| eh < h);
-        for &(eh, index) in &self.entries[start..] {
+        for &(eh, index) in &self.entries[lower_bound(&self.entries, h)..] {
             if eh != h {
                 break;
             }
@@ -224,6 +223,35 @@ impl KeyIndex {
         }
         Ok(None)
     }
+}
+
+/// The first position in `entries` (sorted by hash) whose hash is not
+/// below `h`. Hashes are uniform, so `h`'s share of the hash space is a
+/// guess within a few entries of the answer; a window widened from there
+/// by doubling steps brackets it, so a lookup touches one or two cache
+/// lines instead of the ~16 of a binary search over 50,000 entries (on
+/// skewed entries, e.g. a hostile file, it costs at most twice a binary
+/// search).
+fn lower_bound(entries: &[(u64, u64)], h: u64) -> usize {
+    let n = entries.len();
+    if n == 0 {
+        return 0;
+    }
+    let guess = ((u128::from(h) * n as u128) >> 64) as usize;
+    let (mut lo, mut hi) = (guess, guess + 1);
+    let mut step = 1;
+    // Everything before `lo` is below `h` once `lo` is 0 or points below it.
+    while lo > 0 && entries[lo].0 >= h {
+        lo = lo.saturating_sub(step);
+        step *= 2;
+    }
+    step = 1;
+    // Everything from `hi` on is at least `h` once `hi - 1` is.
+    while hi < n && entries[hi - 1].0 < h {
+        hi = (hi + step).min(n);
+        step *= 2;
+    }
+    lo + entries[lo..hi].partition_point(|&(eh, _)| eh < h)
 }
 
 /// The 64-bit hash of a key: FNV-1a with a final avalanche (SplitMix64's,
@@ -320,5 +348,38 @@ mod tests {
         // change here would make every existing index stale.
         assert_eq!(key_hash(b""), 0xf52a_15e9_a9b5_e89b);
         assert_eq!(key_hash(b"doc_00001.txt"), 0x727f_1899_1f97_650e);
+    }
+
+    #[test]
+    fn lower_bound_matches_a_binary_search() {
+        // Uniform hashes, clustered ones, duplicates and extremes: the
+        // guess is good, bad or out of place, the answer must not change.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let sets: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![5],
+            (0..1000).map(|_| next()).collect(),
+            (0..1000).map(|_| next() % 16).collect(),
+            (0..1000).map(|_| u64::MAX - next() % 3).collect(),
+            (0..1000).map(|i| if i % 2 == 0 { 0 } else { u64::MAX }).collect(),
+        ];
+        for mut hashes in sets {
+            hashes.sort_unstable();
+            let entries: Vec<(u64, u64)> = hashes.iter().enumerate().map(|(i, &h)| (h, i as u64)).collect();
+            let mut probes: Vec<u64> = hashes.clone();
+            probes.extend([0, 1, 15, 16, u64::MAX, u64::MAX - 1, u64::MAX / 2]);
+            probes.extend((0..200).map(|_| next()));
+            probes.extend(hashes.iter().map(|h| h.wrapping_add(1)));
+            for h in probes {
+                let want = entries.partition_point(|&(eh, _)| eh < h);
+                assert_eq!(lower_bound(&entries, h), want, "hash {h:#x} in {} entries", entries.len());
+            }
+        }
     }
 }

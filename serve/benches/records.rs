@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let phase = if bench { Duration::from_secs(5) } else { Duration::from_millis(100) };
-    let rounds = if bench { 3 } else { 1 };
+    let rounds = if bench { 5 } else { 1 };
 
     let records = Records::builder(&dir).io(RecordIo::Uring).build()?;
     // tokio-uring's runtime behind the same seam, for the record.

@@ -1,12 +1,14 @@
-//! The I/O seam of [`Records`](super::Records): one trait, two backends.
+//! The I/O seam of [`Records`](super::Records): one trait, three backends
+//! (`ring.rs`, our own io_uring ring, the default; `uring.rs`, tokio-uring's
+//! runtime on a thread; `blocking.rs`, threads doing `pread`).
 //!
 //! Everything above this file (lookups, coalescing, checksums, the
 //! bytes-in-flight budget) is backend-agnostic; everything below it is a
-//! way to read `len` bytes at `offset` of a shard file on some thread that
-//! is not tokio's. tokio-uring is the default backend and its upstream has
-//! been quiet for years, so it lives behind this trait: replacing it (with
-//! another io_uring crate, or glommio's reactor on a thread) touches
-//! `uring.rs` only, never the public API.
+//! way to read `len` bytes at `offset` of a shard file without blocking a
+//! tokio worker. tokio-uring's upstream has been quiet for years and the
+//! `io-uring` crate could change too, so both live behind this trait:
+//! replacing one (with another io_uring crate, or glommio's reactor on a
+//! thread) touches its file only, never the public API.
 
 use std::fmt::Debug;
 use std::fs::File;

@@ -1,10 +1,10 @@
 //! Records: an async handle on a pack dataset for servers (document
 //! stores, feature lookups, the prompts of an evaluation set).
 //!
-//! Reads run on an io_uring thread of their own (or, where io_uring is
-//! unavailable, a few blocking threads), never on tokio's workers; the
-//! caller's task only looks the record up in memory, waits, and checks
-//! the CRC32C of what came back. Every read holds a share of a byte
+//! Reads never block tokio's workers: the caller's task looks the record
+//! up in memory, hands the read to an io_uring instance without waiting
+//! (where io_uring is unavailable, to a few blocking threads), and checks
+//! the CRC32C of what a completion thread of ours hands back. Every read holds a share of a byte
 //! budget until the read itself is over, so memory in flight is bounded
 //! by [`RecordsBuilder::max_bytes_in_flight`] however many requests wait
 //! and however many of them are abandoned.
@@ -12,7 +12,8 @@
 mod blocking;
 mod io;
 mod plan;
-// The one unsafe block of the module: pushing entries to an io_uring.
+// The module's unsafe code: pushing entries to an io_uring from several
+// threads, and reaping its completions.
 #[expect(unsafe_code, reason = "io_uring entries point at buffers the kernel writes later")]
 mod ring;
 mod uring;
@@ -32,8 +33,9 @@ use crate::error::{Error, Result};
 /// (about 20 µs); larger ones on tokio's blocking pool.
 const INLINE_CRC_BYTES: usize = 256 << 10;
 
-/// Submission queue entries of the record thread's ring (more requests
-/// than this wait in the channel, bounded by the byte budget).
+/// Submission queue entries of the ring (callers submit after each push,
+/// so it fills only with many pushing at once; then a caller submits to
+/// make room). In-flight reads are bounded by the byte budget.
 const RING_ENTRIES: u32 = 256;
 
 /// Which thread(s) read for a [`Records`].
@@ -327,20 +329,31 @@ impl Records {
 
     /// Reads record `index`. Past the end: [`Error::NotFound`].
     pub async fn get(&self, index: u64) -> Result<Record> {
+        self.get_keyed(index, None).await
+    }
+
+    /// [`get`](Self::get), with the record's key when the caller already
+    /// looked it up (a lookup by key confirmed it).
+    async fn get_keyed(&self, index: u64, key: Option<&str>) -> Result<Record> {
         let loc = self.locate(index)?;
         let Some(run) = plan(vec![(0, index, loc)], 0, u64::MAX).pop() else {
             return Err(Error::Internal("no read planned for one record".into()));
         };
         let rx = self.submit(&run).await?;
         let bytes = self.finish(&run, rx).await?;
-        self.record(index, loc.label, bytes)
+        match key {
+            Some(key) => {
+                Ok(Record { index, label: self.label(loc.label), key: Some(key.to_owned()), payload: bytes })
+            }
+            None => self.record(index, loc.label, bytes),
+        }
     }
 
     /// Reads the record whose key is `key`; [`Error::NotFound`] when there
     /// is none (or the dataset has no keys).
     pub async fn get_by_key(&self, key: &str) -> Result<Record> {
         match self.index_of(key)? {
-            Some(index) => self.get(index).await,
+            Some(index) => self.get_keyed(index, Some(key)).await,
             None if self.inner.keys.is_none() => {
                 Err(Error::NotFound(format!("key {key:?}: the dataset has no keys")))
             }
@@ -433,7 +446,11 @@ impl Records {
         let ds = &self.inner.dataset;
         let schema = &ds.manifest().schema;
         let key = if schema.keys { Some(ds.key(index)?.to_owned()) } else { None };
-        Ok(Record { index, label: schema.labels.then_some(label), key, payload })
+        Ok(Record { index, label: self.label(label), key, payload })
+    }
+
+    fn label(&self, label: i64) -> Option<i64> {
+        self.inner.dataset.manifest().schema.labels.then_some(label)
     }
 }
 

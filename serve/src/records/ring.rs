@@ -1,98 +1,78 @@
-//! The default backend: one thread driving an io_uring instance directly
-//! (the `io-uring` crate, which tokio-uring is built on).
+//! The default backend: an io_uring instance driven directly (the
+//! `io-uring` crate, which tokio-uring is built on). A read is handed to
+//! the kernel by the thread that asks for it; one thread of ours waits
+//! for completions and answers the callers.
 //!
-//! Why not tokio-uring's runtime (`uring.rs`, still selectable): it hands
-//! new reads to the kernel only when its thread is about to sleep, and
-//! every read crosses two schedulers. Measured on the 2-core VM this
-//! project runs on (`cargo bench -p ringfeed-serve --bench records`),
-//! ops waited ~150 µs between `submit` and the kernel, and random 5 KB
-//! gets reached ~0.55× fio's IOPS at the same queue depth. This loop
-//! submits every op as soon as it is taken and sleeps only inside
-//! `io_uring_enter`, woken by a completion or by a byte on a pipe that a
-//! submitter writes only when the loop said it was going to sleep.
+//! Why submit from the caller's thread: with submissions also travelling
+//! to our thread through a channel, every read crossed two threads, and
+//! on the 2-core VM this project runs on a wake-up of an idle vCPU costs
+//! tens of microseconds: of 32 requests in flight only ~20 were in the
+//! device at a time, and random 5 KB gets reached ~0.62× fio's IOPS
+//! (`cargo bench -p ringfeed-serve --bench records`). Submitting is an
+//! `io_uring_enter` that does not wait (a direct read the kernel cannot
+//! start at once goes to its own workers), so it is fine on a tokio
+//! worker. Why not tokio-uring's runtime (`uring.rs`, still selectable):
+//! it hands new reads to the kernel only when its thread is about to
+//! sleep, and every read crosses two schedulers.
 //!
-//! Safety rests on one rule: an op's buffer and file live in `slots`
+//! Safety rests on one rule: an op's buffer and file live in its slot
 //! from the moment its entry is pushed until its completion is reaped,
-//! and the thread does not end (nor drop `slots`) while any op is in the
-//! kernel.
+//! and the ring and the slots are dropped together, and only when no op
+//! is in the kernel (otherwise both are leaked).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::Duration;
 
 use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
-use tokio::sync::mpsc;
 
 use super::io::{Backend, ReadOp, aligned_buffer, aligned_span, short_read};
 
 /// Shard files the ring keeps open with O_DIRECT (beyond the dataset's).
 const MAX_OPEN: usize = 64;
-/// `user_data` of the wake-up pipe's read; ops use their slot index.
+/// `user_data` of the no-op that wakes the completion thread at shutdown;
+/// ops use their slot index.
 const WAKE: u64 = u64::MAX;
+/// The longest the completion thread waits before it looks again: an
+/// entry a caller pushed but could not hand to the kernel (a transient
+/// `io_uring_enter` error) is submitted by the thread within this time.
+const TICK: Duration = Duration::from_millis(50);
 
-/// What the submitters and the ring thread share.
-#[derive(Debug)]
-struct Shared {
-    /// Set by the ring thread just before it may sleep; a submitter that
-    /// clears it writes to the pipe.
-    sleeping: AtomicBool,
-    waker: Mutex<io::PipeWriter>,
-}
-
-#[derive(Debug)]
 pub(crate) struct RingBackend {
-    /// `None` once dropped: the channel closes before the thread is woken.
-    tx: Option<mpsc::UnboundedSender<ReadOp>>,
     shared: Arc<Shared>,
 }
 
-impl RingBackend {
-    /// Creates the ring (an error when io_uring is unavailable: old
-    /// kernel, seccomp, `kernel.io_uring_disabled`) and starts its thread.
-    /// `direct`: the O_DIRECT offset alignment, or `None` for buffered reads.
-    pub(crate) fn start(direct: Option<u64>, entries: u32) -> io::Result<RingBackend> {
-        let ring = IoUring::new(entries)?;
-        let (wake_rx, wake_tx) = io::pipe()?;
-        let shared = Arc::new(Shared { sleeping: AtomicBool::new(false), waker: Mutex::new(wake_tx) });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let loop_shared = shared.clone();
-        thread::Builder::new()
-            .name("rf-serve-ring".into())
-            .spawn(move || Ring::new(ring, wake_rx, direct).run(rx, &loop_shared))?;
-        Ok(RingBackend { tx: Some(tx), shared })
-    }
+/// The ring and everything its entries point at, shared by the callers
+/// (who push entries) and the completion thread (who reaps them).
+struct Shared {
+    /// `None` only while being dropped.
+    ring: Option<IoUring>,
+    /// The offset alignment for O_DIRECT, `None` for buffered reads.
+    direct: Option<u64>,
+    /// Held to push entries (only ever one submission queue view at a
+    /// time) and to take or give slots.
+    state: Mutex<State>,
 }
 
-impl Backend for RingBackend {
-    fn submit(&self, op: ReadOp) {
-        // A failed send (the thread is gone) drops the op, whose reply
-        // channel then tells the caller.
-        let Some(tx) = &self.tx else { return };
-        if tx.send(op).is_ok() && self.shared.sleeping.swap(false, Ordering::SeqCst) {
-            self.shared.wake();
-        }
-    }
-}
-
-impl Drop for RingBackend {
-    fn drop(&mut self) {
-        // Close the channel, then make sure the thread sees it: it
-        // finishes the reads in flight and ends.
-        drop(self.tx.take());
-        self.shared.wake();
-    }
-}
-
-impl Shared {
-    fn wake(&self) {
-        // A full pipe (65,536 unread wake-ups) already wakes the ring.
-        let _ = self.waker.lock().unwrap_or_else(|e| e.into_inner()).write(&[1]);
-    }
+#[derive(Default)]
+struct State {
+    /// Per shard: the descriptor the ring reads, and whether it is O_DIRECT.
+    files: HashMap<usize, (Arc<File>, bool)>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    /// Ops whose entry was pushed and whose completion is not reaped.
+    in_flight: usize,
+    /// Set when the last handle is dropped: the thread ends once nothing
+    /// is in flight.
+    closing: bool,
+    /// Set when the ring itself failed: ops fail at once from then on.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 /// One read in the kernel.
@@ -110,105 +90,194 @@ struct Slot {
     op: ReadOp,
 }
 
-struct Ring {
-    ring: IoUring,
-    wake: io::PipeReader,
-    wake_buf: Box<[u8; 64]>,
-    wake_armed: bool,
-    direct: Option<u64>,
-    /// Per shard: the descriptor the ring reads, and whether it is O_DIRECT.
-    files: HashMap<usize, (Arc<File>, bool)>,
-    slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    in_flight: usize,
+impl fmt::Debug for RingBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingBackend").field("direct", &self.shared.direct).finish_non_exhaustive()
+    }
 }
 
-impl Ring {
-    fn new(ring: IoUring, wake: io::PipeReader, direct: Option<u64>) -> Ring {
-        Ring {
-            ring,
-            wake,
-            wake_buf: Box::new([0; 64]),
-            wake_armed: false,
-            direct,
-            files: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            in_flight: 0,
+impl RingBackend {
+    /// Creates the ring (an error when io_uring is unavailable: old
+    /// kernel, seccomp, `kernel.io_uring_disabled`) and starts its
+    /// completion thread. `direct`: the O_DIRECT offset alignment, or
+    /// `None` for buffered reads.
+    pub(crate) fn start(direct: Option<u64>, entries: u32) -> io::Result<RingBackend> {
+        let ring = IoUring::new(entries)?;
+        let shared = Arc::new(Shared { ring: Some(ring), direct, state: Mutex::new(State::default()) });
+        let reaper = shared.clone();
+        thread::Builder::new().name("rf-serve-ring".into()).spawn(move || reaper.complete())?;
+        Ok(RingBackend { shared })
+    }
+}
+
+impl Backend for RingBackend {
+    fn submit(&self, op: ReadOp) {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if let Some((kind, msg)) = &state.failed {
+            let _ = op.reply.send(Err(io::Error::new(*kind, msg.clone())));
+            return;
+        }
+        let Some((index, entry)) = state.start(op, shared.direct) else { return };
+        if let Err(e) = shared.push(&mut state, &entry) {
+            // Never reached the queue: the slot is the caller's again.
+            if let Some(slot) = state.slots[index].take() {
+                state.free.push(index);
+                state.in_flight -= 1;
+                let _ = slot.op.reply.send(Err(e));
+            }
+            return;
+        }
+        drop(state);
+        if let Err(e) = shared.ring().submitter().submit() {
+            // The entry stays queued; the completion thread submits it.
+            log::debug!("io_uring submit from the caller failed ({e}); left to the completion thread");
         }
     }
+}
 
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<ReadOp>, shared: &Shared) {
-        let mut open = true;
+impl Drop for RingBackend {
+    fn drop(&mut self) {
+        // The thread finishes the reads in flight, then ends; the no-op
+        // wakes it if nothing is in flight (else `TICK` does).
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        state.closing = true;
+        let nop = opcode::Nop::new().build().user_data(WAKE);
+        let pushed = state.failed.is_none() && shared.push(&mut state, &nop).is_ok();
+        drop(state);
+        if pushed {
+            let _ = shared.ring().submitter().submit();
+        }
+    }
+}
+
+impl Shared {
+    fn ring(&self) -> &IoUring {
+        self.ring.as_ref().expect("the ring is only taken in drop")
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing under the lock leaves the state half-changed on a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pushes an entry (the caller holds the state lock), submitting once
+    /// to make room when the queue is full.
+    fn push(&self, _state: &mut MutexGuard<'_, State>, entry: &squeue::Entry) -> io::Result<()> {
+        for _ in 0..2 {
+            // SAFETY: the only submission-queue view of this ring is this
+            // one: views are made only here, and only under the state
+            // lock, which `_state` proves is held. The entry points at a
+            // buffer and a descriptor owned by its slot (or at nothing, for
+            // the no-op); a slot is emptied only when its completion is
+            // reaped, and `Shared::drop` leaks the ring and every slot
+            // while any op is still in the kernel, so both outlive the read.
+            let pushed = unsafe { self.ring().submission_shared().push(entry) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            self.ring().submitter().submit()?;
+        }
+        Err(io::Error::new(io::ErrorKind::WouldBlock, "the io_uring submission queue stays full"))
+    }
+
+    /// The completion thread: reaps, answers, submits what callers could
+    /// not, and ends once closed with nothing in flight.
+    fn complete(self: Arc<Shared>) {
+        let ring = self.ring();
+        let timeout = types::Timespec::from(TICK);
+        let args = types::SubmitArgs::new().timespec(&timeout);
+        let can_time_out = ring.params().is_feature_ext_arg();
+        let mut done = Vec::new();
         loop {
-            // Take every queued op and hand it to the kernel at once.
-            while open {
-                match rx.try_recv() {
-                    Ok(op) => self.start(op),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-                }
-            }
-            self.reap();
-            if !open && self.in_flight == 0 {
-                // The pipe read must not outlive its buffer: complete it.
-                while self.wake_armed {
-                    shared.wake();
-                    if self.ring.submit_and_wait(1).is_err() {
-                        // Cannot wait for it: leak the buffer instead.
-                        std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 64])));
-                        break;
-                    }
-                    self.reap();
-                }
-                break;
-            }
-            if open {
-                // Announce the sleep, then look again: a submitter either
-                // sees the flag (and writes the pipe) or its op is seen here.
-                shared.sleeping.store(true, Ordering::SeqCst);
-                if !rx.is_empty() {
-                    shared.sleeping.store(false, Ordering::SeqCst);
-                    continue;
-                }
-                self.arm_wake();
-            }
-            let waited = self.ring.submit_and_wait(1);
-            shared.sleeping.store(false, Ordering::SeqCst);
+            let waited = if can_time_out {
+                ring.submitter().submit_with_args(1, &args)
+            } else {
+                ring.submitter().submit_and_wait(1)
+            };
             if let Err(e) = waited
-                && e.raw_os_error() != Some(libc::EINTR)
-                && e.raw_os_error() != Some(libc::EBUSY)
+                && !matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN))
             {
-                // The ring itself failed: fail what is in flight once it
-                // completes, and everything after. Nothing better to do.
                 log::error!("io_uring_enter failed: {e}; record reads fail from now on");
-                self.fail_all(&mut rx, e);
+                self.fail_all(e);
+                return;
+            }
+            let finished = {
+                let mut state = self.lock();
+                // SAFETY: this thread is the only one that makes a
+                // completion-queue view of the ring, one at a time.
+                let completions = unsafe { ring.completion_shared() };
+                for c in completions {
+                    if c.user_data() != WAKE
+                        && let Some(answer) = state.reap(c.user_data() as usize, c.result())
+                    {
+                        done.push(answer);
+                    }
+                }
+                state.closing && state.in_flight == 0
+            };
+            // Answer outside the lock: waking a caller takes time.
+            for (op, result) in done.drain(..) {
+                drop(op.permit);
+                let _ = op.reply.send(result);
+            }
+            if finished {
                 return;
             }
         }
     }
 
-    /// Queues `op`'s read; errors go straight to its reply.
-    fn start(&mut self, op: ReadOp) {
-        let (file, direct) = match self.file(&op) {
+    /// After a failure of the ring itself: every op in flight gets the
+    /// error, and so does every later one. Buffers the kernel may still
+    /// write are leaked (`Shared::drop` leaks the ring too).
+    fn fail_all(&self, e: io::Error) {
+        let mut state = self.lock();
+        state.failed = Some((e.kind(), e.to_string()));
+        let slots: Vec<Slot> = state.slots.iter_mut().filter_map(Option::take).collect();
+        drop(state);
+        for Slot { buf, op, .. } in slots {
+            std::mem::forget(buf);
+            let _ = op.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if state.in_flight > 0 || state.failed.is_some() {
+            // The kernel may still write into buffers or read the rings:
+            // keep all of it alive for the life of the process.
+            std::mem::forget(self.ring.take());
+            std::mem::forget(std::mem::take(&mut state.slots));
+        }
+    }
+}
+
+impl State {
+    /// Fills a slot for `op` and returns its entry; errors go straight to
+    /// the op's reply.
+    fn start(&mut self, op: ReadOp, align: Option<u64>) -> Option<(usize, squeue::Entry)> {
+        let (file, direct) = match self.file(&op, align) {
             Ok(f) => f,
             Err(e) => {
                 let _ = op.reply.send(Err(e));
-                return;
+                return None;
             }
         };
-        let (offset, span, skip) = match (direct, self.direct) {
+        let (offset, span, skip) = match (direct, align) {
             (true, Some(align)) => {
                 let (start, end) = aligned_span(op.offset, op.len, align);
                 (start, (end - start) as usize, (op.offset - start) as usize)
             }
             _ => (op.offset, op.len, 0),
         };
-        let (mut buf, pad) = if direct { aligned_buffer(span) } else { (vec![0u8; span], 0) };
         let Ok(span32) = u32::try_from(span) else {
             let _ = op.reply.send(Err(io::Error::new(io::ErrorKind::InvalidInput, "read larger than 4 GiB")));
-            return;
+            return None;
         };
+        let (mut buf, pad) = if direct { aligned_buffer(span) } else { (vec![0u8; span], 0) };
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -220,70 +289,27 @@ impl Ring {
         let len = op.len;
         self.slots[index] = Some(Slot { buf, _file: file, skip: pad + skip, len, want: skip + len, op });
         self.in_flight += 1;
-        self.push(&entry);
+        Some((index, entry))
     }
 
-    /// Pushes an entry, submitting first when the queue is full.
-    fn push(&mut self, entry: &squeue::Entry) {
-        loop {
-            // Every entry pushed here points at memory that stays valid
-            // until its completion is reaped: an op's buffer and file are
-            // owned by its slot (removed only in `reap`), the wake-up
-            // read's buffer and pipe by `self`; `run` does not return while
-            // `in_flight` counts an op in the kernel or the wake-up read is
-            // armed (it completes it first), and after a failure of the
-            // ring `fail_all` leaks what the kernel may still write.
-            // SAFETY: so the entry's buffer and descriptor outlive its use.
-            let pushed = unsafe { self.ring.submission().push(entry) };
-            if pushed.is_ok() {
-                return;
-            }
-            if let Err(e) = self.ring.submit() {
-                log::warn!("io_uring submit failed while the queue is full: {e}");
-            }
-            self.reap();
-        }
-    }
-
-    /// Keeps one read pending on the wake-up pipe while the loop sleeps.
-    fn arm_wake(&mut self) {
-        if self.wake_armed {
-            return;
-        }
-        let entry = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 64)
-            .build()
-            .user_data(WAKE);
-        self.wake_armed = true;
-        self.push(&entry);
-    }
-
-    /// Completes every reaped read.
-    fn reap(&mut self) {
-        let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
-        for (user_data, res) in done {
-            if user_data == WAKE {
-                self.wake_armed = false;
-                continue;
-            }
-            let index = user_data as usize;
-            let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else { continue };
-            self.free.push(index);
-            self.in_flight -= 1;
-            let Slot { buf, skip, len, want, op, .. } = slot;
-            let result = match res {
-                n if n >= 0 && n as usize >= want => Ok(Bytes::from(buf).slice(skip..skip + len)),
-                n if n >= 0 => Err(short_read(len)),
-                n => Err(io::Error::from_raw_os_error(-n)),
-            };
-            drop(op.permit);
-            let _ = op.reply.send(result);
-        }
+    /// Empties the slot of a reaped completion: its op and result.
+    fn reap(&mut self, index: usize, res: i32) -> Option<(ReadOp, io::Result<Bytes>)> {
+        let slot = self.slots.get_mut(index).and_then(Option::take)?;
+        self.free.push(index);
+        self.in_flight -= 1;
+        let Slot { buf, skip, len, want, op, .. } = slot;
+        let result = match res {
+            n if n >= 0 && n as usize >= want => Ok(Bytes::from(buf).slice(skip..skip + len)),
+            n if n >= 0 => Err(short_read(len)),
+            n => Err(io::Error::from_raw_os_error(-n)),
+        };
+        Some((op, result))
     }
 
     /// The shard's descriptor for the ring: O_DIRECT when configured and
     /// the file system accepts it, opened once per shard.
-    fn file(&mut self, op: &ReadOp) -> io::Result<(Arc<File>, bool)> {
-        if self.direct.is_none() {
+    fn file(&mut self, op: &ReadOp, align: Option<u64>) -> io::Result<(Arc<File>, bool)> {
+        if align.is_none() {
             return Ok((op.file.clone(), false));
         }
         if let Some((f, direct)) = self.files.get(&op.shard) {
@@ -303,23 +329,64 @@ impl Ring {
         self.files.insert(op.shard, entry.clone());
         Ok(entry)
     }
+}
 
-    /// After a failure of the ring itself: every op, queued or in flight,
-    /// gets the error. In-flight buffers are leaked rather than freed
-    /// while the kernel may still write them.
-    fn fail_all(&mut self, rx: &mut mpsc::UnboundedReceiver<ReadOp>, e: io::Error) {
-        let kind = e.kind();
-        for slot in self.slots.drain(..).flatten() {
-            let Slot { buf, op, .. } = slot;
-            std::mem::forget(buf);
-            let _ = op.reply.send(Err(io::Error::new(kind, e.to_string())));
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::*;
+
+    /// A ring of two entries fed by four threads at once: the submission
+    /// queue fills (callers submit to make room) and completions overflow
+    /// the completion queue, yet every read returns its own bytes, and the
+    /// ring's thread ends once the backend is gone.
+    #[test]
+    fn a_tiny_ring_under_many_submitters_returns_every_read() {
+        let mut tmp = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        tmp.write_all(&data).unwrap();
+        let file = Arc::new(tmp);
+        let budget = Arc::new(Semaphore::new(1 << 30));
+        let backend = Arc::new(RingBackend::start(None, 2).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (backend, file, budget) = (backend.clone(), file.clone(), budget.clone());
+                thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    for i in 0..200u64 {
+                        let offset = (t * 200 + i) * 1_237 % 990_000;
+                        let len = 1 + (i as usize * 31) % 9_000;
+                        let (reply, rx) = oneshot::channel();
+                        let permit = budget.clone().try_acquire_many_owned(len as u32).unwrap();
+                        backend.submit(ReadOp { shard: 0, file: file.clone(), offset, len, permit, reply });
+                        pending.push((offset as usize, len, rx));
+                    }
+                    for (offset, len, rx) in pending {
+                        let got = rx.blocking_recv().expect("an answer").expect("the read");
+                        assert_eq!(got.len(), len);
+                        assert!(got[..] == data_at(offset, len), "bytes at {offset}+{len}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
-        rx.close();
-        while let Ok(op) = rx.try_recv() {
-            let _ = op.reply.send(Err(io::Error::new(kind, e.to_string())));
+        assert_eq!(budget.available_permits(), 1 << 30, "every read gave its budget back");
+        let shared = Arc::downgrade(&backend.shared);
+        drop(backend);
+        // The completion thread holds the last reference until it ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while shared.strong_count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the completion thread did not end");
+            thread::yield_now();
         }
-        // The ring, the pipe and the wake-up buffer are leaked too: the
-        // kernel may still hold the pipe read.
-        std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 64])));
+    }
+
+    fn data_at(offset: usize, len: usize) -> Vec<u8> {
+        (offset..offset + len).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 13) as u8).collect()
     }
 }
