@@ -29,13 +29,15 @@ thread, keep-alive connections) on the same 2 cores.
    sizes, median 500x375, 2% large up to ~4,500 px), sent in name order.
    Server RSS (VmRSS, every 0.2 s) and PSS (smaps_rollup, every 1 s) are
    sampled from /proc during each point: peak and mean.
-2. Overload (Rust, /v1/classify, the first model): the sustainable rate R
-   is the sweep's closed-loop req/s at concurrency 16; "unloaded" is an
-   open-loop run (Poisson arrivals) at R/2; then open loop at 4R, once
-   with the sweep's --queue 256 and once with a queue sized for latency
-   (--overload-queue, default 32). Reports the accepted (2xx) p99 against
-   the unloaded p99 (goal <= 2x), the 503s' p99 and every other outcome.
-   R is the median round's (the lower of two).
+2. Overload (Rust, /v1/classify, the first model, on its own server
+   configuration: see overload()): the sustainable rate R is its
+   closed-loop req/s at concurrency 16; then --overload-repeats (3) times:
+   "unloaded", an open-loop run (Poisson arrivals) at R/2, then open loop
+   at 4R, once with the sweep's --queue 256 and once with a queue sized
+   for latency (--overload-queue, default 32), each on a fresh server.
+   Reports the accepted (2xx) p99 against the same repeat's unloaded p99
+   (goal: median over the repeats <= 2x), the 503s' p99 and every other
+   outcome.
 3. RSS flatness (Rust, /v1/preprocess): after --rss-warmup (5,000)
    unmeasured requests, --rss-requests (100,000) requests, closed loop at
    concurrency 16, every body the same small photo
@@ -73,7 +75,7 @@ ap.add_argument("--quick", action="store_true")
 ap.add_argument("--plot-only", action="store_true", help="redo the tables and plots from --out's JSON")
 ap.add_argument("--rust-server", help="examples/serve binary (default: build target/release/examples/serve)")
 ap.add_argument("--loadgen", help="ringfeed-loadgen binary (default: build target/release/ringfeed-loadgen)")
-ap.add_argument("--models", default="mobilenet_v3_large,resnet18")
+ap.add_argument("--models", default="mobilenet_v3_large,mobilenet_v3_small,resnet18")
 ap.add_argument("--models-dir", default=str(data / "models"))
 ap.add_argument("--concurrency", default="1,4,16,64")
 ap.add_argument("--duration-s", type=float, default=15.0, help="per sweep point")
@@ -89,9 +91,12 @@ ap.add_argument("--rounds", type=int, default=2, help="sweep rounds; the side th
 ap.add_argument("--overload-queue", type=int, default=32)
 ap.add_argument("--overload-max-batch", type=int, default=2,
                 help="the overload test's server: batches this small keep a full batch's model time short")
-ap.add_argument("--overload-max-wait-ms", type=int, default=20,
+ap.add_argument("--overload-max-wait-ms", type=int, default=5,
                 help="the overload test's server: --max-queue-wait-ms (latency-targeted admission)")
+ap.add_argument("--overload-in-flight", type=int, default=2, help="the overload test's server: --in-flight")
 ap.add_argument("--overload-s", type=float, default=20.0)
+ap.add_argument("--overload-repeats", type=int, default=3,
+                help="unloaded + overloaded runs, repeated; the goal is judged on the median ratio")
 ap.add_argument("--rss-requests", type=int, default=100_000)
 ap.add_argument("--rss-warmup", type=int, default=5_000, help="requests before the RSS flatness run is measured")
 ap.add_argument("--sigterm-s", type=float, default=10.0)
@@ -101,7 +106,7 @@ ap.add_argument("--plot", default=str(root / "docs/serve_load.png"))
 a = ap.parse_args()
 if a.quick:
     a.bodies, a.concurrency, a.duration_s, a.requests = 60, "1,16", 4.0, 3000
-    a.rss_requests, a.rss_warmup, a.overload_s, a.sigterm_s, a.rounds = 5000, 1000, 6.0, 6.0, 1
+    a.rss_requests, a.rss_warmup, a.overload_s, a.sigterm_s, a.rounds, a.overload_repeats = 5000, 1000, 6.0, 6.0, 1, 1
     a.models = a.models.split(",")[0]
 concurrencies = [int(c) for c in a.concurrency.split(",")]
 models = [m for m in a.models.split(",") if m]
@@ -300,45 +305,67 @@ def sweep(bodies):
 
 def overload(bodies, sweep_rows):
     """The overload test runs its own server configuration, built for
-    latency: small batches (--overload-max-batch; on CPU a batch of 4 runs
-    about as many images per second as one of 32) and latency-targeted
-    admission (--overload-max-wait-ms). Its sustainable rate R is measured
-    on that configuration (closed loop, 16 connections), its unloaded p99
-    at R/2 (open loop), then 4R is offered (open loop)."""
+    latency: small batches (--overload-max-batch 2; on CPU a batch of 2
+    runs nearly as many images per second as one of 32) and
+    latency-targeted admission (--overload-max-wait-ms 5: refuse while the
+    oldest waiting request has waited longer). Its sustainable rate R is
+    measured on that configuration without the admission (closed loop, 16
+    connections), then each repeat measures the unloaded p99 at R/2 (open
+    loop) and offers 4R (open loop). Settings tried (two repeats of 10 s
+    each, MobileNetV3-L): max-wait 5 ms gave 1.39x; 10 ms 1.93-2.10x;
+    20 ms with one batch in flight 2.48-2.55x; batches of 1 one at a time
+    2.01-2.07x."""
     model = models[0]
     mb, wait = a.overload_max_batch, a.overload_max_wait_ms
-    extra = ["--max-queue-wait-ms", str(wait), "--in-flight", "2"]
-    out = {"model": model, "max_batch": mb, "max_queue_wait_ms": wait}
-    srv = Server("rust", model, tag="-overload-capacity", max_batch=mb, extra=extra)
+    extra = ["--max-queue-wait-ms", str(wait), "--in-flight", str(a.overload_in_flight)]
+    out = {"model": model, "max_batch": mb, "max_queue_wait_ms": wait, "in_flight": a.overload_in_flight}
+    # Capacity without the latency-targeted admission: with it, closed-loop clients retry each
+    # 503 at once, and the refused requests' HTTP work would be counted against the capacity
+    # (the accepted rate under overload came out 1.5x the "sustainable" one measured that way).
+    srv = Server("rust", model, tag="-overload-capacity", max_batch=mb, extra=["--in-flight", str(a.overload_in_flight)])
     cap = loadgen(srv.url("/v1/classify"), concurrency=16, duration=a.duration_s, requests=a.requests, warmup=52,
                   bodies=bodies)
     rate = cap["ok_rps"]
     out["sustainable"] = {"concurrency": 16, "ok_rps": rate, "p99_ms": p99(cap), "non_2xx": non_2xx(cap)}
-    s = loadgen(srv.url("/v1/classify"), rate=rate / 2, duration=a.overload_s, warmup=20, bodies=bodies, max_connections=2048)
-    out["unloaded"] = {"rate": rate / 2, "loadgen": s}
-    say(f"overload (max-batch {mb}, max-queue-wait {wait} ms): sustainable {rate:.1f} req/s (c=16, p99 {p99(cap)} ms); "
-        f"at R/2 p99 {p99(s)} ms, non-2xx {non_2xx(s)}")
     srv.stop()
-    out["runs"] = []
+    say(f"overload (max-batch {mb}, max-queue-wait {wait} ms): sustainable {rate:.1f} req/s (c=16, p99 {p99(cap)} ms)")
+    # The accepted p99 of one 20 s run swings up to 2x between runs on this VM, and so does
+    # the unloaded one: each repeat measures both, on fresh servers, and the goal is judged
+    # on the median of the repeats' ratios.
+    out["runs"], out["unloaded_runs"] = [], []
+    for rep in range(a.overload_repeats):
+        srv = Server("rust", model, tag=f"-overload-unloaded-{rep}", max_batch=mb, extra=extra)
+        u = loadgen(srv.url("/v1/classify"), rate=rate / 2, duration=a.overload_s, warmup=20, bodies=bodies,
+                    max_connections=2048)
+        srv.stop()
+        out["unloaded_runs"].append({"repeat": rep, "rate": rate / 2, "loadgen": u})
+        say(f"  repeat {rep + 1}: at R/2 p99 {p99(u)} ms, non-2xx {non_2xx(u)}")
+        for q in (a.queue, a.overload_queue):
+            srv = Server("rust", model, queue=q, tag=f"-overload-q{q}-{rep}", max_batch=mb, extra=extra)
+            srv.measure()
+            s = loadgen(srv.url("/v1/classify"), rate=4 * rate, duration=a.overload_s, warmup=0, bodies=bodies,
+                        max_connections=2048)
+            mem = srv.memory()
+            metrics = scrape(srv)
+            rc = srv.stop()
+            st, er = non_2xx(s)
+            other = {k: v for k, v in st.items() if k != "503"}
+            run = {"repeat": rep, "queue": q, "rate": 4 * rate, "loadgen": s, "exit": rc, **mem,
+                   "accepted_p99_ms": p99(s), "unloaded_p99_ms": p99(u),
+                   "ratio": (p99(s) or 0) / p99(u),
+                   "rejected_503": st.get("503", 0), "rejected_p99_ms": s["latency_ms"]["503"]["p99"],
+                   "other_statuses": other, "errors": er, "metrics": metrics}
+            run["clean"] = not other and not er and rc == 0
+            out["runs"].append(run)
+            say(f"    4R={4 * rate:.0f} req/s, queue {q}: {s['ok']} accepted at {s['ok_rps']:.1f}/s, p99 {p99(s)} ms "
+                f"({run['ratio']:.2f}x unloaded); {run['rejected_503']} x 503, p99 {run['rejected_p99_ms']} ms; "
+                f"other {other} errors {er}; RSS peak {mem['rss_peak_mb']:.0f} MB")
+    out["per_queue"] = {}
     for q in (a.queue, a.overload_queue):
-        srv = Server("rust", model, queue=q, tag=f"-overload-q{q}", max_batch=mb, extra=extra)
-        srv.measure()
-        s = loadgen(srv.url("/v1/classify"), rate=4 * rate, duration=a.overload_s, warmup=0, bodies=bodies, max_connections=2048)
-        mem = srv.memory()
-        metrics = scrape(srv)
-        rc = srv.stop()
-        st, er = non_2xx(s)
-        other = {k: v for k, v in st.items() if k != "503"}
-        run = {"queue": q, "rate": 4 * rate, "loadgen": s, "exit": rc, **mem,
-               "accepted_p99_ms": p99(s), "unloaded_p99_ms": p99(out["unloaded"]["loadgen"]),
-               "ratio": (p99(s) or 0) / p99(out["unloaded"]["loadgen"]),
-               "rejected_503": st.get("503", 0), "rejected_p99_ms": s["latency_ms"]["503"]["p99"],
-               "other_statuses": other, "errors": er, "metrics": metrics}
-        run["goal_met"] = run["ratio"] <= 2.0 and not other and not er
-        out["runs"].append(run)
-        say(f"  4R={4 * rate:.0f} req/s, queue {q}: {s['ok']} accepted at {s['ok_rps']:.1f}/s, p99 {p99(s)} ms "
-            f"({run['ratio']:.2f}x unloaded); {run['rejected_503']} x 503, p99 {run['rejected_p99_ms']} ms; "
-            f"other {other} errors {er}; RSS peak {mem['rss_peak_mb']:.0f} MB")
+        runs = [r for r in out["runs"] if r["queue"] == q]
+        ratio = statistics.median(r["ratio"] for r in runs)
+        out["per_queue"][str(q)] = {"median_ratio": ratio, "ratios": [r["ratio"] for r in runs],
+                                    "goal_met": ratio <= 2.0 and all(r["clean"] for r in runs)}
     return out
 
 
@@ -540,7 +567,7 @@ def report(res):
             if not each:
                 continue
             res.setdefault("peaks", {})[name] = peak
-            want = 3.0 if endpoint == "preprocess" else 1.5 if model == "mobilenet_v3_large" else None
+            want = 3.0 if endpoint == "preprocess" else 1.5 if model.startswith("mobilenet") else None
             if want:
                 # Judged on capacity: each side's best req/s over the concurrencies (preprocess: with
                 # Rust's p99 there no higher than Python's at its best). Per concurrency for reference.
@@ -559,18 +586,25 @@ def report(res):
         lines.append("")
     if "overload" in res:
         o = res["overload"]
-        u = o["unloaded"]["loadgen"]
-        lines += [f"Overload (Rust, /v1/classify, {o['model']}): sustainable R = {o['sustainable']['ok_rps']:.1f} req/s "
-                  f"(closed loop, c={o['sustainable']['concurrency']}, p99 {fmt(o['sustainable']['p99_ms'])} ms); unloaded = open loop at R/2: "
-                  f"p50 {fmt(p50(u))} / p99 {fmt(p99(u))} ms, non-2xx {non_2xx(u)}.\n",
-                  "| queue | offered (4R) req/s | accepted 2xx | accepted req/s | accepted p50 / p99 ms | p99 / unloaded p99 | 503s | 503 p50 / p99 ms | other statuses / errors | RSS peak MB | exit |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"Overload (Rust, /v1/classify, {o['model']}, --max-batch {o['max_batch']}, --max-queue-wait-ms {o['max_queue_wait_ms']}): "
+                  f"sustainable R = {o['sustainable']['ok_rps']:.1f} req/s "
+                  f"(closed loop, c={o['sustainable']['concurrency']}, p99 {fmt(o['sustainable']['p99_ms'])} ms); each repeat: unloaded = open loop "
+                  f"at R/2 on a fresh server, then 4R on a fresh server per queue length.\n",
+                  "| repeat | queue | offered req/s | accepted 2xx | accepted req/s | accepted p50 / p99 ms | unloaded p50 / p99 ms | p99 / unloaded p99 | 503s | 503 p50 / p99 ms | other statuses / errors | RSS peak MB | exit |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        unloaded = {u["repeat"]: u["loadgen"] for u in o["unloaded_runs"]}
         for r in o["runs"]:
-            s = r["loadgen"]
-            lines.append(f"| {r['queue']} | {r['rate']:.0f} | {s['ok']:,} | {s['ok_rps']:.1f} | {fmt(p50(s))} / {fmt(p99(s))} | {r['ratio']:.2f}× | "
+            s, u = r["loadgen"], unloaded[r["repeat"]]
+            lines.append(f"| {r['repeat'] + 1} | {r['queue']} | {r['rate']:.0f} | {s['ok']:,} | {s['ok_rps']:.1f} | {fmt(p50(s))} / {fmt(p99(s))} | "
+                         f"{fmt(p50(u))} / {fmt(p99(u))} | {r['ratio']:.2f}× | "
                          f"{r['rejected_503']:,} | {fmt(s['latency_ms']['503']['p50'], 2)} / {fmt(r['rejected_p99_ms'], 2)} | "
                          f"{r['other_statuses'] or 'none'} / {r['errors'] or 'none'} | {r['rss_peak_mb']:.0f} | {r['exit']} |")
-            goals[f"overload queue {r['queue']}: accepted p99 <= 2x unloaded, only 503s"] = {"met": r["goal_met"], "ratio": r["ratio"]}
+        lines.append("")
+        for q, v in o["per_queue"].items():
+            lines.append(f"Queue {q}: median p99 / unloaded p99 {v['median_ratio']:.2f}× (repeats: "
+                         + ", ".join(f"{x:.2f}×" for x in v["ratios"]) + ").")
+            goals[f"overload queue {q}: accepted p99 <= 2x unloaded (median of repeats), only 503s"] = {
+                "met": v["goal_met"], "median_ratio": v["median_ratio"], "ratios": v["ratios"]}
         lines.append("")
     if "rss" in res:
         r = res["rss"]

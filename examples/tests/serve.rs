@@ -170,15 +170,28 @@ fn classify_preprocess_errors_health_and_metrics() {
     assert!(classes.iter().all(|c| (0..10).contains(&c.as_i64().unwrap())), "{v}");
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "scores in descending order: {scores:?}");
     assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)) && scores.iter().sum::<f64>() <= 1.0 + 1e-5);
+    // The server hands the model a channels-last view of [H, W, C] rows
+    // (its default): the answer must be the model's on the library's
+    // contiguous [C, H, W] row.
+    let spec = Spec::builder().center_crop(256, 224).build().unwrap();
+    let mut row = vec![0f32; spec.row_len()];
+    Preprocessor::new(&spec).unwrap().run(&image, OutputMut::F32(&mut row)).unwrap();
+    let model = CModule::load(server._dir.path().join("tiny.pt")).unwrap();
+    let logits = model.forward_ts(&[Tensor::from_slice(&row).view([1, 3, 224, 224])]).unwrap();
+    let (want_scores, want_ids) = logits.softmax(-1, Kind::Float).topk(5, -1, true, true);
+    let want_ids = Vec::<i64>::try_from(want_ids.flatten(0, -1)).unwrap();
+    let want_scores = Vec::<f32>::try_from(want_scores.flatten(0, -1)).unwrap();
+    let got_ids: Vec<i64> = classes.iter().map(|c| c.as_i64().unwrap()).collect();
+    assert_eq!(got_ids, want_ids, "{v}");
+    for (got, want) in scores.iter().zip(&want_scores) {
+        assert!((got - f64::from(*want)).abs() < 1e-5, "{scores:?} against {want_scores:?}");
+    }
 
     let r = server.request("POST", "/v1/preprocess", &image);
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["shape"], serde_json::json!([1, 3, 224, 224]));
     assert_eq!(v["dtype"], "f32");
-    let spec = Spec::builder().center_crop(256, 224).build().unwrap();
-    let mut row = vec![0f32; spec.row_len()];
-    Preprocessor::new(&spec).unwrap().run(&image, OutputMut::F32(&mut row)).unwrap();
     let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(
         v["crc32c"].as_u64(),
