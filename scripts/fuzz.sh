@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-1000000}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dataset tfrecord ffrecord webdataset decode resample)
+[ ${#targets[@]} -gt 0 ] || targets=(dataset tfrecord ffrecord webdataset decode resample safetensors)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O --sanitizer none
 for t in "${targets[@]}"; do

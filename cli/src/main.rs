@@ -1,4 +1,5 @@
-//! The `ringfeed` command: pack datasets, inspect them, verify them.
+//! The `ringfeed` command: pack datasets, inspect them, verify them;
+//! inspect and verify checkpoints (`ringfeed ckpt`).
 //!
 //! Exit codes, the same for every command (a condition gives the same code
 //! whichever command meets it):
@@ -13,6 +14,7 @@
 //! characters escaped.
 
 mod cmd_bench;
+mod cmd_ckpt;
 mod cmd_inspect;
 mod cmd_order;
 mod cmd_pack;
@@ -58,6 +60,9 @@ enum Command {
         /// Dataset directory.
         dataset: PathBuf,
     },
+    /// Checkpoints (safetensors files, sharded sets): inspect, verify.
+    #[command(subcommand)]
+    Ckpt(cmd_ckpt::Command),
     /// Check every checksum of a dataset; exit 1 when anything is corrupt.
     Verify {
         /// Dataset directory.
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),
         Command::Verify { dataset, json } => cmd_verify::run(&dataset, json),
         Command::IndexKeys { dataset } => index_keys(&dataset),
+        Command::Ckpt(cmd) => cmd_ckpt::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -158,6 +164,9 @@ impl std::error::Error for DataProblem {}
 fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<DataProblem>().is_some() {
         return 1;
+    }
+    if let Some(e) = err.downcast_ref::<ringfeed_ckpt::Error>() {
+        return e.exit_code() as u8;
     }
     match err.downcast_ref::<ringfeed::Error>() {
         Some(e) if e.is_corruption() || is_missing_shard(e) => 1,

@@ -17,9 +17,9 @@
 //! `Shutdown`, `Tensor`, `Memory`), which nothing here returns, so that
 //! the loader and its users match one error type.
 //!
-//! The [`sys`] module (hidden from the docs) holds the system calls the
-//! storage layer needs and shares with the loader; it is the crate's only
-//! `unsafe` code and not a stable API.
+//! `sys` (hidden from the docs) re-exports `ringfeed-io`, the system calls
+//! the storage layer shares with the loader, the server and the checkpoint
+//! crates; this crate itself has no `unsafe` code.
 //!
 //! # Example
 //!
@@ -46,7 +46,7 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod error;
 mod format;
@@ -57,8 +57,7 @@ mod parts;
 mod reader;
 mod source;
 #[doc(hidden)]
-#[expect(unsafe_code, reason = "system calls std does not wrap; see the module docs")]
-pub mod sys;
+pub use ringfeed_io as sys;
 mod verify;
 mod writer;
 

@@ -81,7 +81,7 @@ fn soft_nofile() -> u64 {
     }
 }
 
-/// Shard files a [`Dataset`](crate::Dataset) keeps open: an eighth of the
+/// Shard files a `ringfeed_pack::Dataset` keeps open: an eighth of the
 /// descriptor limit, at most [`MAX_OPEN_SHARDS`].
 pub fn dataset_open_shards() -> usize {
     cap(soft_nofile() / 8)

@@ -1,10 +1,26 @@
-//! The crate's only `unsafe` code: thin wrappers over Linux system calls
-//! that std does not expose. Each wrapper is safe to call.
+//! ringfeed's system calls that std does not wrap, each behind a safe
+//! function (opening only regular files, direct-I/O alignment from
+//! `statx`, starting write-back, descriptor and memlock limits), and
+//! [`AlignedBuf`], the aligned memory direct I/O reads into.
 //!
-//! Public for the `ringfeed` loader, which opens, aligns and caps the same
-//! shard files as the [`Dataset`](crate::Dataset) (one implementation of
-//! each), and hidden from the docs: not part of the stable API, and free
-//! to change with the loader.
+//! The bottom of ringfeed's I/O stack, shared by the storage layer
+//! (`ringfeed-pack`, which re-exports it as `ringfeed_pack::sys`), the
+//! loader, the server crate and the checkpoint crate, so that each of
+//! these has one implementation. Only `libc`: nothing else to compile.
+//! Not a stable API: it changes with the crates above it.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("f");
+//! std::fs::write(&path, [0u8; 4096])?;
+//! let file = ringfeed_io::open_regular(&path)?;
+//! // Any answer is valid (tmpfs has no O_DIRECT; kernels before 6.1 cannot say).
+//! let _ = ringfeed_io::dio_alignment_of(&file)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::CString;
 use std::fs::File;
@@ -13,7 +29,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+mod aligned;
 pub mod limits;
+
+pub use crate::aligned::AlignedBuf;
 
 /// Opens `path` for reading only if it is a regular file: a FIFO, device
 /// or directory where a dataset file should be is an error, not a read
@@ -59,11 +78,22 @@ pub enum DirectIo {
 /// reports them through `statx(STATX_DIOALIGN)`.
 pub fn dio_alignment(path: &Path) -> io::Result<DirectIo> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    statx_dio(libc::AT_FDCWD, &c_path, 0)
+}
+
+/// [`dio_alignment`] of an open file: the file itself, whatever its path
+/// names now.
+pub fn dio_alignment_of(file: &File) -> io::Result<DirectIo> {
+    statx_dio(file.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+}
+
+fn statx_dio(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> io::Result<DirectIo> {
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a valid NUL-terminated string and `stx` a valid,
-    // exclusively borrowed out-parameter, both alive for the call.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), 0, libc::STATX_DIOALIGN, &mut stx) };
+    // SAFETY: `path` is a valid NUL-terminated string and `stx` a valid,
+    // exclusively borrowed out-parameter, both alive for the call; `dirfd`
+    // is AT_FDCWD or a descriptor borrowed by the caller for the call.
+    let rc = unsafe { libc::statx(dirfd, path.as_ptr(), flags, libc::STATX_DIOALIGN, &mut stx) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -98,7 +128,8 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         assert!(super::start_writeback(&file, 0, 8192).is_ok());
         assert_eq!(super::start_writeback(&file, u64::MAX, 1).unwrap_err().kind(), ErrorKind::InvalidInput);
-        // Any answer is fine (tmpfs, old kernels); the call must not fail.
-        super::dio_alignment(&path).unwrap();
+        // Any answer is fine (tmpfs, old kernels); the call must not fail,
+        // and by path or by descriptor it is the same file's.
+        assert_eq!(super::dio_alignment(&path).unwrap(), super::dio_alignment_of(&file).unwrap());
     }
 }

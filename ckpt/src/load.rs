@@ -1,0 +1,505 @@
+//! Loading: [`Checkpoint`] (one safetensors file) and the tensors it reads
+//! into owned, aligned memory ([`Tensors`]) or into the caller's buffers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ringfeed_io::AlignedBuf;
+
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::header::{Header, TensorInfo};
+use crate::source::Source;
+
+/// How a checkpoint is read. Built with [`Checkpoint::builder`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    direct_io: bool,
+    threads: usize,
+    chunk_bytes: usize,
+    verify: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions { direct_io: true, threads: 4, chunk_bytes: 8 << 20, verify: true }
+    }
+}
+
+/// Options of [`Checkpoint::open_with`], consuming builder style.
+#[derive(Debug, Clone)]
+pub struct CheckpointBuilder {
+    path: PathBuf,
+    options: LoadOptions,
+}
+
+impl CheckpointBuilder {
+    /// Read with O_DIRECT where the file system supports it (alignment
+    /// from `statx`), bypassing the page cache. Default: `true`. Where
+    /// O_DIRECT is refused, reads go through the page cache.
+    pub fn direct_io(mut self, on: bool) -> Self {
+        self.options.direct_io = on;
+        self
+    }
+
+    /// Reads in flight at once (threads issuing them). Default: 4.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = n;
+        self
+    }
+
+    /// Size of each read. Default: 8 MiB (at least 4 KiB; rounded down to
+    /// the direct-I/O alignment).
+    pub fn chunk_bytes(mut self, n: usize) -> Self {
+        self.options.chunk_bytes = n;
+        self
+    }
+
+    /// Check each tensor against the CRC32C ringfeed stored when it saved
+    /// the file (files without checksums load unchecked). Default: `true`.
+    pub fn verify_checksums(mut self, on: bool) -> Self {
+        self.options.verify = on;
+        self
+    }
+
+    /// Opens the file and validates its header (nothing is allocated for
+    /// tensors before the header is known to be consistent).
+    pub fn build(self) -> Result<Checkpoint> {
+        let o = &self.options;
+        if o.threads == 0 || o.threads > 64 {
+            return Err(Error::Config(format!("threads must be between 1 and 64, not {}", o.threads)));
+        }
+        if o.chunk_bytes < 4096 || o.chunk_bytes > 1 << 30 {
+            return Err(Error::Config(format!(
+                "chunk_bytes must be between 4 KiB and 1 GiB, not {}",
+                o.chunk_bytes
+            )));
+        }
+        let source = Source::open(&self.path, o.direct_io)?;
+        let path = &self.path;
+        let mut prefix = [0u8; 8];
+        (&source.file).read_exact(&mut prefix).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::format(path, None, format!("{} bytes: too short for a safetensors file", source.len))
+            }
+            _ => Error::io("read", path, e),
+        })?;
+        let json_len = Header::json_len(path, prefix, source.len)?;
+        let mut json = vec![0u8; json_len];
+        (&source.file).read_exact(&mut json).map_err(|e| Error::io("read", path, e))?;
+        let header = Header::parse(path, &json, source.len)?;
+        Ok(Checkpoint { source, header, options: self.options })
+    }
+}
+
+/// One safetensors file, its header validated: what it holds, and ways to
+/// read it.
+///
+/// ```
+/// use ringfeed_ckpt::{Checkpoint, Dtype, TensorRef, save};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// let weights: Vec<f32> = (0..6).map(|i| i as f32).collect();
+/// save(&path, &[TensorRef::new("w", Dtype::F32, &[2, 3], bytemuck::cast_slice(&weights))?], &Default::default())?;
+///
+/// let ckpt = Checkpoint::open(&path)?;
+/// assert_eq!(ckpt.tensor("w").unwrap().shape, [2, 3]);
+/// let tensors = ckpt.load()?; // checksums verified
+/// assert_eq!(tensors.get("w").unwrap().as_slice::<f32>()?, &weights[..]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Checkpoint {
+    source: Source,
+    header: Header,
+    options: LoadOptions,
+}
+
+impl Checkpoint {
+    /// Options for opening `path`.
+    pub fn builder(path: impl AsRef<Path>) -> CheckpointBuilder {
+        CheckpointBuilder { path: path.as_ref().to_path_buf(), options: LoadOptions::default() }
+    }
+
+    /// Opens `path` with the default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        Checkpoint::builder(path).build()
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.source.path
+    }
+
+    /// Every tensor, in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.header.find(name)
+    }
+
+    /// `__metadata__` (ringfeed's checksum entries left out).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.header.metadata
+    }
+
+    /// Bytes of tensor data.
+    pub fn data_bytes(&self) -> u64 {
+        self.header.data_len
+    }
+
+    /// Whether every tensor has a stored CRC32C (a file ringfeed saved).
+    pub fn has_checksums(&self) -> bool {
+        self.header.tensors.iter().all(|t| t.crc32c.is_some())
+    }
+
+    /// The O_DIRECT alignment when reads bypass the page cache.
+    pub fn direct_io(&self) -> Option<u64> {
+        self.source.direct_align()
+    }
+
+    /// Reads every tensor into one aligned buffer.
+    pub fn load(&self) -> Result<Tensors> {
+        self.load_filtered(|_| true)
+    }
+
+    /// Reads the tensors whose name `keep` accepts; only their bytes are
+    /// read (neighbours in the file in one read).
+    pub fn load_filtered(&self, keep: impl Fn(&str) -> bool) -> Result<Tensors> {
+        let mut out = Tensors::default();
+        self.load_into_set(&keep, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the tensors called `names`; [`Error::NotFound`] names the
+    /// first that is missing.
+    pub fn load_names(&self, names: &[&str]) -> Result<Tensors> {
+        if let Some(missing) = names.iter().find(|n| self.tensor(n).is_none()) {
+            return Err(Error::NotFound { path: self.path().to_path_buf(), name: (*missing).to_owned() });
+        }
+        self.load_filtered(|n| names.contains(&n))
+    }
+
+    /// Reads tensor `name` into `dst`, which must be exactly its size;
+    /// verified against its checksum when it has one and verification is on.
+    pub fn read_into(&self, name: &str, dst: &mut [u8]) -> Result<()> {
+        let t = self
+            .tensor(name)
+            .ok_or_else(|| Error::NotFound { path: self.path().to_path_buf(), name: name.to_owned() })?;
+        if dst.len() as u64 != t.len() {
+            return Err(Error::Config(format!(
+                "tensor {name:?} is {} bytes, the buffer {}",
+                t.len(),
+                dst.len()
+            )));
+        }
+        let o = &self.options;
+        self.source.read_into(self.header.data_start + t.data_offsets.0, dst, o.threads, o.chunk_bytes)?;
+        if o.verify {
+            self.check(t, dst)?;
+        }
+        Ok(())
+    }
+
+    /// Reads everything and checks every stored checksum, whatever the
+    /// `verify_checksums` option; the number of tensors checked (0 for a
+    /// file without checksums, which is only validated structurally).
+    /// Memory stays at one window of `threads × chunk_bytes` (32 MiB by
+    /// default) whatever the file's size.
+    pub fn verify(&self) -> Result<usize> {
+        let o = &self.options;
+        let window = (o.threads * o.chunk_bytes) as u64;
+        let mut buf = AlignedBuf::zeroed(window as usize, 4096)
+            .ok_or_else(|| Error::Memory { what: "the verify window".into(), bytes: window })?;
+        let tensors = &self.header.tensors;
+        let mut crcs = vec![0u32; tensors.len()];
+        let mut first = 0; // first tensor not wholly before the window
+        let mut at = 0u64;
+        while at < self.header.data_len {
+            let len = window.min(self.header.data_len - at);
+            let part = &mut buf[..len as usize];
+            self.source.read_into(self.header.data_start + at, part, o.threads, o.chunk_bytes)?;
+            // Tensors are sorted and back to back: each window's bytes
+            // extend the CRCs of the tensors it overlaps, in order.
+            for (i, t) in tensors.iter().enumerate().skip(first) {
+                let (b, e) = t.data_offsets;
+                if b >= at + len {
+                    break;
+                }
+                let (from, to) = (b.max(at), e.min(at + len));
+                if from < to {
+                    crcs[i] = crc32c::crc32c_append(crcs[i], &part[(from - at) as usize..(to - at) as usize]);
+                }
+                if e <= at + len {
+                    first = i + 1;
+                }
+            }
+            at += len;
+        }
+        let mut checked = 0;
+        for (t, &actual) in tensors.iter().zip(&crcs) {
+            if let Some(expected) = t.crc32c {
+                if actual != expected {
+                    return Err(Error::Checksum {
+                        path: self.path().to_path_buf(),
+                        tensor: t.name.clone(),
+                        expected,
+                        actual,
+                    });
+                }
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+
+    fn load_into_set(&self, keep: &dyn Fn(&str) -> bool, out: &mut Tensors) -> Result<usize> {
+        let verify = self.options.verify;
+        const ALIGN: u64 = 4096;
+        let chosen: Vec<&TensorInfo> = self.header.tensors.iter().filter(|t| keep(&t.name)).collect();
+        // Runs of neighbours; each placed at a buffer position congruent
+        // to its file offset modulo the alignment, so direct reads land in
+        // place (only a run's unaligned head and tail bounce).
+        let data_start = self.header.data_start;
+        let mut runs: Vec<(u64, u64, u64)> = Vec::new(); // (file offset, len, buffer position)
+        let mut at = 0u64;
+        let mut placed = Vec::with_capacity(chosen.len());
+        for t in &chosen {
+            let file_off = data_start + t.data_offsets.0;
+            match runs.last_mut() {
+                Some((off, len, pos)) if *off + *len == file_off => {
+                    placed.push(*pos + *len);
+                    *len += t.len();
+                }
+                _ => {
+                    let pos = at.div_ceil(ALIGN) * ALIGN + file_off % ALIGN;
+                    runs.push((file_off, t.len(), pos));
+                    placed.push(pos);
+                }
+            }
+            if let Some((_, len, pos)) = runs.last() {
+                at = pos + len;
+            }
+        }
+        let total = usize::try_from(at).map_err(|_| Error::Memory { what: "tensors".into(), bytes: at })?;
+        let mut buf = AlignedBuf::zeroed(total, ALIGN as usize).ok_or_else(|| Error::Memory {
+            what: format!("the tensors of {}", self.path().display()),
+            bytes: at,
+        })?;
+        let o = &self.options;
+        for &(off, len, pos) in &runs {
+            let (pos, len) = (pos as usize, len as usize);
+            self.source.read_into(off, &mut buf[pos..pos + len], o.threads, o.chunk_bytes)?;
+        }
+        let checked = if verify {
+            let items: Vec<(&TensorInfo, &[u8])> = chosen
+                .iter()
+                .zip(&placed)
+                .map(|(t, &p)| (*t, &buf[p as usize..(p + t.len()) as usize]))
+                .collect();
+            self.check_all(&items)?
+        } else {
+            0
+        };
+        let b = out.buffers.len();
+        for (t, p) in chosen.into_iter().zip(placed) {
+            out.index.insert(t.name.clone(), out.entries.len());
+            out.entries.push(Entry { info: t.clone(), buffer: b, at: p as usize });
+        }
+        out.buffers.push(buf);
+        Ok(checked)
+    }
+
+    fn check(&self, t: &TensorInfo, bytes: &[u8]) -> Result<()> {
+        if let Some(expected) = t.crc32c {
+            let actual = crc32c::crc32c(bytes);
+            if actual != expected {
+                return Err(Error::Checksum {
+                    path: self.path().to_path_buf(),
+                    tensor: t.name.clone(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks tensors on `threads` threads (CRC32C runs at several GB/s
+    /// per core; big checkpoints have many tensors). Returns how many had
+    /// a checksum.
+    fn check_all(&self, items: &[(&TensorInfo, &[u8])]) -> Result<usize> {
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let threads = self.options.threads.min(items.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((t, bytes)) = items.get(i) else { return };
+                        if let Err(e) = self.check(t, bytes) {
+                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            next.store(items.len(), Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(items.iter().filter(|(t, _)| t.crc32c.is_some()).count()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: TensorInfo,
+    buffer: usize,
+    at: usize,
+}
+
+/// Tensors read into memory ringfeed owns (one aligned buffer per file
+/// read), looked up by name.
+#[derive(Debug, Default)]
+pub struct Tensors {
+    buffers: Vec<AlignedBuf>,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Tensors {
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<TensorView<'_>> {
+        self.index.get(name).map(|&i| self.view(i))
+    }
+
+    /// Every tensor, in the order read (file order, file by file).
+    pub fn iter(&self) -> impl Iterator<Item = TensorView<'_>> {
+        (0..self.entries.len()).map(|i| self.view(i))
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of tensor data held.
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.info.len()).sum()
+    }
+
+    fn view(&self, i: usize) -> TensorView<'_> {
+        let e = &self.entries[i];
+        let len = e.info.len() as usize;
+        TensorView { info: &e.info, bytes: &self.buffers[e.buffer][e.at..e.at + len] }
+    }
+
+    pub(crate) fn merge(&mut self, other: Tensors) -> std::result::Result<(), String> {
+        let base = self.buffers.len();
+        for e in other.entries {
+            if self.index.contains_key(&e.info.name) {
+                return Err(e.info.name);
+            }
+            self.index.insert(e.info.name.clone(), self.entries.len());
+            self.entries.push(Entry { buffer: e.buffer + base, ..e });
+        }
+        self.buffers.extend(other.buffers);
+        Ok(())
+    }
+}
+
+/// A tensor's bytes and description, borrowed from [`Tensors`].
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    info: &'a TensorInfo,
+    bytes: &'a [u8],
+}
+
+impl<'a> TensorView<'a> {
+    /// Name.
+    pub fn name(&self) -> &'a str {
+        &self.info.name
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> Dtype {
+        self.info.dtype
+    }
+
+    /// Dimensions.
+    pub fn shape(&self) -> &'a [u64] {
+        &self.info.shape
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The elements as `T` without a copy: `T` must match the dtype
+    /// ([`Element`]) and the bytes must be aligned for `T` in memory. They
+    /// are when the data section starts aligned (ringfeed's files: at a
+    /// multiple of 4096; the Python package's: of 8) and every tensor
+    /// before this one has a size that is a multiple of `T`'s; otherwise
+    /// this is an error and [`to_vec`](Self::to_vec) copies.
+    pub fn as_slice<T: Element>(&self) -> Result<&'a [T]> {
+        if !T::DTYPES.contains(&self.info.dtype) {
+            return Err(Error::Config(format!(
+                "tensor {:?} is {}, not viewable as {}",
+                self.info.name,
+                self.info.dtype,
+                std::any::type_name::<T>()
+            )));
+        }
+        bytemuck::try_cast_slice(self.bytes).map_err(|e| {
+            Error::Config(format!(
+                "tensor {:?} cannot be viewed as {}: {e:?}",
+                self.info.name,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The elements as `T`, copied (works whatever the alignment).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if !T::DTYPES.contains(&self.info.dtype) {
+            return Err(Error::Config(format!("tensor {:?} is {}", self.info.name, self.info.dtype)));
+        }
+        Ok(bytemuck::pod_collect_to_vec(self.bytes))
+    }
+}
+
+/// A Rust type a tensor's bytes can be viewed as (little-endian hosts).
+/// 16-bit floats are their raw bits as `u16`.
+pub trait Element: bytemuck::Pod {
+    /// The dtypes whose elements are this type.
+    const DTYPES: &'static [Dtype];
+}
+
+macro_rules! element {
+    ($($t:ty => [$($d:ident),+]),+ $(,)?) => {
+        $(impl Element for $t { const DTYPES: &'static [Dtype] = &[$(Dtype::$d),+]; })+
+    };
+}
+
+element! {
+    f32 => [F32], f64 => [F64], i64 => [I64], u64 => [U64], i32 => [I32], u32 => [U32],
+    i16 => [I16], u16 => [U16, F16, BF16], i8 => [I8], u8 => [U8, Bool, F8E5M2, F8E4M3, F8E8M0],
+}
