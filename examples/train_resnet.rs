@@ -2,7 +2,9 @@
 //! a packed image dataset, fed by ringfeed's loader (train pipeline,
 //! normalized f32 `[B, 3, H, W]` tensors, no copies on the way). Prints the
 //! loss, images/s and the share of step time spent waiting for data; saves
-//! checkpoints (model + optimizer momentum + loader state) and resumes from
+//! checkpoints (model + optimizer momentum + loader state, one safetensors
+//! file per save, written in the background by `ringfeed-ckpt`'s
+//! `AsyncSaver`, the last two kept) and resumes from the newest complete
 //! one with exactly the batches the stopped run would have seen next.
 //!
 //! ```sh
@@ -18,14 +20,18 @@
 //! the batch's record indices, `wait_ms`, `step_ms`); the run ends with a
 //! summary line. The model runs on CUDA when libtorch has it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ringfeed::tch::nn::{self, ModuleT};
 use ringfeed::tch::{self, Device, Tensor};
-use ringfeed::{BatchMemory, ImagePipeline, Loader, LoaderState};
+use ringfeed::{BatchMemory, ImagePipeline, Loader};
+
+// Relative to this file's directory, also when a test includes this file.
+#[path = "train_resnet/ckpt.rs"]
+mod ckpt;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -187,17 +193,17 @@ impl Sgd {
         }
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
-        let named: Vec<(&str, &Tensor)> = self.buffers.iter().map(|(n, b, _)| (n.as_str(), b)).collect();
-        Tensor::save_multi(&named, path)?;
-        Ok(())
+    /// The momentum buffers by parameter name (tensors sharing storage).
+    fn momentum(&self) -> Vec<(String, Tensor)> {
+        self.buffers.iter().map(|(n, b, _)| (n.clone(), b.shallow_clone())).collect()
     }
 
-    fn load(&mut self, path: &Path) -> Result<()> {
-        let saved: std::collections::HashMap<String, Tensor> =
-            Tensor::load_multi(path)?.into_iter().collect();
+    /// Copies saved momentum (`optim.momentum.NAME`) into the buffers.
+    fn restore(&mut self, saved: &std::collections::BTreeMap<String, Tensor>) -> Result<()> {
         for (name, buf, _) in &mut self.buffers {
-            let t = saved.get(name.as_str()).with_context(|| format!("momentum of {name} missing"))?;
+            let t = saved
+                .get(&format!("optim.momentum.{name}"))
+                .with_context(|| format!("momentum of {name} missing"))?;
             tch::no_grad(|| buf.copy_(t));
         }
         Ok(())
@@ -265,17 +271,22 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         (Task::Classes, None) if names >= 2 => names,
         _ => bail!("the dataset names no classes: pass --classes N (at least 2)"),
     };
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let net = model(&vs.root(), classes);
     let mut opt = Sgd::new(&vs, args.lr);
 
     let (mut step, state) = match (&args.checkpoint, args.resume) {
         (Some(dir), true) => {
-            vs.load(dir.join("model.safetensors"))?;
-            opt.load(&dir.join("momentum.pt"))?;
-            let state = LoaderState::from_json(&std::fs::read_to_string(dir.join("loader.json"))?)?;
-            let step: u64 = std::fs::read_to_string(dir.join("step"))?.trim().parse()?;
-            (step, Some(state))
+            let restored = ckpt::restore(dir)?;
+            for (name, mut var) in vs.variables() {
+                let t = restored
+                    .tensors
+                    .get(&format!("model.{name}"))
+                    .with_context(|| format!("parameter {name} missing"))?;
+                tch::no_grad(|| var.copy_(t));
+            }
+            opt.restore(&restored.tensors)?;
+            (restored.step, Some(restored.loader))
         }
         (None, true) => bail!("--resume needs --checkpoint"),
         _ => (0, None),
@@ -296,14 +307,12 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
     }
     let mut loader = builder.build()?;
 
-    let save = |loader: &Loader, opt: &Sgd, step: u64| -> Result<()> {
-        let Some(dir) = &args.checkpoint else { return Ok(()) };
-        std::fs::create_dir_all(dir)?;
-        vs.save(dir.join("model.safetensors"))?;
-        opt.save(&dir.join("momentum.pt"))?;
-        std::fs::write(dir.join("loader.json"), loader.state().to_json())?;
-        std::fs::write(dir.join("step"), step.to_string())?;
-        Ok(())
+    let mut saver = args.checkpoint.as_deref().map(ckpt::Saver::new).transpose()?;
+    let mut save = |loader: &Loader, opt: &Sgd, step: u64| -> Result<()> {
+        let Some(saver) = saver.as_mut() else { return Ok(()) };
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        saver.save(&params, &opt.momentum(), &loader.state(), step)
     };
 
     let first_step = step;
@@ -342,6 +351,10 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         }
     }
     save(&loader, &opt, step)?;
+    drop(save);
+    if let Some(saver) = saver.as_mut() {
+        saver.wait()?; // the last checkpoint is durable before the summary
+    }
     let wall = started.elapsed().as_secs_f64();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     Ok(serde_json::json!({

@@ -111,17 +111,36 @@ impl AsyncSaver {
     /// `path` is written in the background (see the type's docs). Waits
     /// first for a previous save to finish.
     pub fn save(&self, path: impl AsRef<Path>, tensors: &[TensorRef<'_>]) -> Result<SaveHandle> {
+        self.save_with(path, tensors, &self.options)
+    }
+
+    /// [`save`](Self::save) with other options for this save (metadata
+    /// that changes per step, checksums, direct I/O); their `chunk_bytes`
+    /// must be the saver's (its staging buffers have that size).
+    pub fn save_with(
+        &self,
+        path: impl AsRef<Path>,
+        tensors: &[TensorRef<'_>],
+        options: &SaveOptions,
+    ) -> Result<SaveHandle> {
+        options.check()?;
+        if options.chunk_bytes != self.options.chunk_bytes {
+            return Err(Error::Config(format!(
+                "chunk_bytes {} differs from the saver's {}",
+                options.chunk_bytes, self.options.chunk_bytes
+            )));
+        }
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(previous) = busy.take() {
             let _ = previous.recv(); // Err: the writer is gone, also done
         }
-        let plan = Plan::new(tensors, &self.options)?;
-        let target = Target::create(path.as_ref(), self.options.direct_io)?;
+        let plan = Plan::new(tensors, options)?;
+        let target = Target::create(path.as_ref(), options.direct_io)?;
         let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
         let (result_tx, result_rx) = flume::bounded(1);
         let (done_tx, done_rx) = flume::bounded(1);
         let free_tx = self.free_tx.clone();
-        let threads = self.options.threads;
+        let threads = options.threads;
         let plan = std::sync::Arc::new(plan);
         let writer_plan = plan.clone();
         thread::Builder::new()

@@ -69,7 +69,10 @@ impl CheckpointDir {
         Ok(None)
     }
 
-    fn prune(&self) -> Result<()> {
+    /// Removes all but the newest `keep` checkpoints ([`save`](Self::save)
+    /// does it after each save; call it after saving to
+    /// [`path_of`](Self::path_of) another way, e.g. with an [`AsyncSaver`](crate::AsyncSaver)).
+    pub fn prune(&self) -> Result<()> {
         let steps = self.steps()?;
         let excess = steps.len().saturating_sub(self.keep);
         for step in &steps[..excess] {

@@ -65,6 +65,7 @@ mod header;
 mod load;
 mod save;
 mod sharded;
+mod shared;
 mod source;
 
 pub use crate::async_save::{AsyncSaver, SaveHandle};
@@ -75,3 +76,4 @@ pub use crate::header::{CRC_KEY_PREFIX, DATA_ALIGN, MAX_HEADER_BYTES, TensorInfo
 pub use crate::load::{Checkpoint, CheckpointBuilder, Element, LoadOptions, TensorView, Tensors};
 pub use crate::save::{SaveOptions, Saved, TensorRef, save};
 pub use crate::sharded::ShardedCheckpoint;
+pub use crate::shared::LoadedFrom;

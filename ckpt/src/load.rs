@@ -167,6 +167,18 @@ impl Checkpoint {
         self.source.direct_align()
     }
 
+    pub(crate) fn source_metadata(&self) -> Result<std::fs::Metadata> {
+        self.source.file.metadata().map_err(|e| Error::io("stat", self.path(), e))
+    }
+
+    /// The file's first bytes up to its data: length prefix and header.
+    pub(crate) fn header_bytes(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut head = vec![0u8; self.header.data_start as usize];
+        self.source.file.read_exact_at(&mut head, 0)?;
+        Ok(head)
+    }
+
     /// Reads every tensor into one aligned buffer.
     pub fn load(&self) -> Result<Tensors> {
         self.load_filtered(|_| true)

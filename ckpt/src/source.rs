@@ -62,6 +62,9 @@ impl Source {
             rest = tail;
             at += n as u64;
         }
+        // Taken from the back: reversed, so reads go through the file in
+        // order (a device reads ahead; backwards it cannot).
+        pieces.reverse();
         let queue = Mutex::new(pieces);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let workers = threads.clamp(1, 64).min(queue.lock().map_or(1, |q| q.len()));

@@ -23,6 +23,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load a checkpoint (or save a copy of it) and report GB/s; with
+    /// --procs N, N processes load it at once, sharing one read.
+    Bench(BenchArgs),
     /// Read every tensor and check every stored CRC32C; exit 1 when the
     /// checkpoint is damaged.
     Verify {
@@ -33,6 +36,45 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// A .safetensors file.
+    path: PathBuf,
+    /// Processes loading at once (startup storm): they share one read
+    /// through shared memory (--shm).
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
+    /// I/O mode of the load.
+    #[arg(long, default_value = "direct", value_parser = ["direct", "buffered"])]
+    io: String,
+    /// Reads in flight.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// Size of each read (suffixes K, M, G).
+    #[arg(long, default_value = "8M", value_parser = crate::units::parse_size)]
+    chunk: u64,
+    /// Check stored CRC32Cs while loading.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    verify: bool,
+    /// Drop the page cache first (root only): a cold read.
+    #[arg(long)]
+    drop_caches: bool,
+    /// Shared-memory directory of --procs (a fresh one under /dev/shm by default).
+    #[arg(long)]
+    shm: Option<PathBuf>,
+    /// Instead of loading, save the loaded tensors to this path (sync, or
+    /// --async: also reports how long the caller was blocked, against a
+    /// plain copy of the tensors).
+    #[arg(long)]
+    save_to: Option<PathBuf>,
+    /// With --save-to: save with AsyncSaver.
+    #[arg(long = "async")]
+    asynchronous: bool,
+    /// Internal: one process of --procs.
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 /// One file or a sharded set.
@@ -64,7 +106,135 @@ pub(crate) fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Inspect { path, json } => inspect(&path, json),
         Command::Verify { path, json } => verify(&path, json),
+        Command::Bench(args) => bench(&args),
     }
+}
+
+fn drop_caches() -> Result<()> {
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| anyhow::anyhow!("--drop-caches: cannot write /proc/sys/vm/drop_caches (root only): {e}"))
+}
+
+fn bench(a: &BenchArgs) -> Result<ExitCode> {
+    anyhow::ensure!((1..=64).contains(&a.procs), "--procs must be between 1 and 64");
+    if a.drop_caches {
+        drop_caches()?;
+    }
+    let open = || {
+        Checkpoint::builder(&a.path)
+            .direct_io(a.io == "direct")
+            .threads(a.threads)
+            .chunk_bytes(a.chunk as usize)
+            .verify_checksums(a.verify)
+            .build()
+    };
+    let mut out = Out::new();
+    if a.child {
+        let started = Instant::now();
+        let ckpt = open()?;
+        let (tensors, from) = ckpt.load_shared(a.shm.as_deref())?;
+        let crc = tensors.iter().fold(0, |c, t| crc32c::crc32c_append(c, t.bytes()));
+        let line = json!({"seconds": started.elapsed().as_secs_f64(), "from": format!("{from:?}"), "crc32c": format!("{crc:08x}"), "bytes": tensors.bytes()});
+        outln!(out, "{line}")?;
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(target) = &a.save_to {
+        return bench_save(a, target, out);
+    }
+    let obj = if a.procs == 1 {
+        let started = Instant::now();
+        let ckpt = open()?;
+        let tensors = ckpt.load()?;
+        let secs = started.elapsed().as_secs_f64();
+        json!({"procs": 1, "seconds": secs, "bytes": tensors.bytes(), "gb_per_s": tensors.bytes() as f64 / secs / 1e9,
+               "direct_io": ckpt.direct_io().is_some(), "checksums_verified": a.verify && ckpt.has_checksums(),
+               "tensors": tensors.len()})
+    } else {
+        let shm_tmp;
+        let shm = match &a.shm {
+            Some(p) => p.clone(),
+            None => {
+                shm_tmp = std::env::temp_dir().join(format!("rf-ckpt-bench-{}", std::process::id()));
+                let base = if Path::new("/dev/shm").is_dir() {
+                    Path::new("/dev/shm").join(shm_tmp.file_name().unwrap_or_default())
+                } else {
+                    shm_tmp
+                };
+                std::fs::create_dir_all(&base)?;
+                base
+            }
+        };
+        let exe = std::env::current_exe()?;
+        let started = Instant::now();
+        let children: Vec<_> = (0..a.procs)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["ckpt", "bench", "--child", "--io", &a.io, "--threads", &a.threads.to_string()])
+                    .args(["--chunk", &a.chunk.to_string(), "--verify", &a.verify.to_string()])
+                    .arg("--shm")
+                    .arg(&shm)
+                    .arg(&a.path)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<_>>()?;
+        let mut each = Vec::new();
+        for c in children {
+            let o = c.wait_with_output()?;
+            anyhow::ensure!(o.status.success(), "a bench process failed");
+            each.push(serde_json::from_slice::<serde_json::Value>(&o.stdout)?);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if a.shm.is_none() {
+            let _ = std::fs::remove_dir_all(&shm);
+        }
+        let storage = each.iter().filter(|v| v["from"] == "Storage").count();
+        let same = each.windows(2).all(|w| w[0]["crc32c"] == w[1]["crc32c"]);
+        json!({"procs": a.procs, "seconds": secs, "storage_reads": storage, "same_bytes": same, "each": each})
+    };
+    outln!(out, "{}", serde_json::to_string(&obj)?)?;
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_save(a: &BenchArgs, target: &Path, mut out: Out) -> Result<ExitCode> {
+    use ringfeed_ckpt::{AsyncSaver, SaveOptions, TensorRef};
+    let tensors = Checkpoint::builder(&a.path).direct_io(a.io == "direct").build()?.load()?;
+    let views: Vec<_> = tensors.iter().collect();
+    let refs: Vec<TensorRef<'_>> = views
+        .iter()
+        .map(|t| TensorRef::new(t.name(), t.dtype(), t.shape(), t.bytes()))
+        .collect::<Result<_, _>>()?;
+    let options = SaveOptions::default().direct_io(a.io == "direct").metadata("format", "pt");
+    // A plain copy of every tensor into memory already touched: what the
+    // caller of an async save is compared against.
+    let mut copy: Vec<Vec<u8>> = views.iter().map(|t| vec![1u8; t.bytes().len()]).collect();
+    let started = Instant::now();
+    for (dst, t) in copy.iter_mut().zip(&views) {
+        dst.copy_from_slice(t.bytes());
+    }
+    let memcpy = started.elapsed().as_secs_f64();
+    drop(copy);
+    let obj = if a.asynchronous {
+        let saver = AsyncSaver::new(tensors.bytes() as usize + (8 << 20), options)?;
+        let started = Instant::now();
+        let handle = saver.save(target, &refs)?;
+        let blocked = started.elapsed().as_secs_f64();
+        let saved = handle.wait()?;
+        let total = started.elapsed().as_secs_f64();
+        json!({"mode": "async", "blocked_seconds": blocked, "memcpy_seconds": memcpy, "blocked_vs_memcpy": blocked / memcpy,
+               "seconds": total, "bytes": saved.bytes, "gb_per_s": saved.bytes as f64 / total / 1e9, "direct_io": saved.direct_io})
+    } else {
+        let started = Instant::now();
+        let saved = ringfeed_ckpt::save(target, &refs, &options)?;
+        let secs = started.elapsed().as_secs_f64();
+        json!({"mode": "sync", "seconds": secs, "bytes": saved.bytes, "gb_per_s": saved.bytes as f64 / secs / 1e9,
+               "direct_io": saved.direct_io, "memcpy_seconds": memcpy})
+    };
+    outln!(out, "{}", serde_json::to_string(&obj)?)?;
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn tensor_json(t: &TensorInfo) -> serde_json::Value {

@@ -54,6 +54,14 @@ fn resuming_from_a_checkpoint_continues_with_the_same_batches() {
     let ckpt = dir.path().join("ckpt");
     let ckpt = ckpt.to_str().unwrap();
     let first = train(&data, &["--steps", "4", "--checkpoint", ckpt]);
+    // One safetensors file per save (here only the last), checksummed, with
+    // model, momentum and the loader's state.
+    let saved = dir.path().join("ckpt/step-000000000004.safetensors");
+    let file = ringfeed_ckpt::Checkpoint::open(&saved).unwrap();
+    assert_eq!(file.verify().unwrap(), file.tensors().len());
+    assert!(file.tensors().iter().any(|t| t.name.starts_with("model.")));
+    assert!(file.tensors().iter().any(|t| t.name.starts_with("optim.momentum.")));
+    assert!(file.metadata().contains_key("ringfeed.loader_state"));
     let rest = train(&data, &["--steps", "10", "--checkpoint", ckpt, "--resume"]);
     assert_eq!(first.len() + rest.len(), 10);
     let resumed: Vec<_> = first.iter().chain(&rest).collect();

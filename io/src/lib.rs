@@ -63,6 +63,28 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Asks the kernel to back `[addr, addr + len)` with transparent huge
+/// pages (`madvise(MADV_HUGEPAGE)`), rounded inwards to whole 4 KiB pages:
+/// a multi-GB buffer then takes a page fault per 2 MiB instead of per
+/// 4 KiB. Only advice: an error (no THP, a range not mapped) changes
+/// nothing.
+pub fn advise_huge_pages(addr: usize, len: usize) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let start = addr.checked_next_multiple_of(PAGE).unwrap_or(usize::MAX);
+    let end = addr.saturating_add(len) / PAGE * PAGE;
+    if end <= start {
+        return Ok(());
+    }
+    // SAFETY: madvise(MADV_HUGEPAGE) neither reads nor writes the range and
+    // never changes its contents, only how its pages are backed, so no
+    // Rust-visible memory changes whatever the range is: one not (fully)
+    // mapped fails with ENOMEM, one that cannot take the advice with
+    // EINVAL. Rounding inwards to whole pages keeps the advice off the
+    // neighbours of the caller's memory.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// What `statx(STATX_DIOALIGN)` says about direct I/O on a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirectIo {

@@ -31,32 +31,9 @@ pub(crate) fn pin_thread(cpus: &[usize]) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// Asks the kernel to back the whole pages inside the `len` bytes at `addr`
-/// with transparent huge pages (`MADV_HUGEPAGE`), so that filling a large
-/// fresh buffer takes a few dozen page faults instead of thousands. Only
-/// advice: an error (transparent huge pages off, an old kernel, a range
-/// that is not mapped) changes nothing else.
-///
-/// Takes an address, not a slice, so that it can be called on memory that
-/// nothing has written yet, before any Rust reference to it may exist (see
-/// `tensor.rs`).
-#[cfg_attr(not(feature = "tch"), allow(dead_code))]
-pub(crate) fn advise_huge_pages(addr: usize, len: usize) -> io::Result<()> {
-    const PAGE: usize = 4096;
-    let start = addr.checked_next_multiple_of(PAGE).unwrap_or(usize::MAX);
-    let end = addr.saturating_add(len) / PAGE * PAGE;
-    if end <= start {
-        return Ok(());
-    }
-    // SAFETY: madvise(MADV_HUGEPAGE) neither reads nor writes the range and
-    // never changes its contents, only how its pages are backed, so no
-    // Rust-visible memory changes whatever the range is: one not (fully)
-    // mapped fails with ENOMEM, one that cannot take the advice with
-    // EINVAL. Rounding inwards to whole pages keeps the advice off the
-    // neighbours of the caller's memory.
-    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
+/// One implementation for every crate: `ringfeed-io`'s (its SAFETY argument there).
+#[cfg(feature = "tch")]
+pub(crate) use ringfeed_pack::sys::advise_huge_pages;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Checkpoint load and save against fio and the usual tools, cold page cache,
+one run of alternating rounds (medians): scripts/make-ckpt.py's 2.47 GB
+Llama-3.2-1B-like file (149 tensors: bf16, f32, i64, u8).
+
+usage: benches/ckpt_bench.py [--rounds 3] [--dir ~/.cache/ringfeed-bench/ckpt] [--out FILE.json]
+
+Load, each after drop_caches:
+  fio      sequential read, O_DIRECT, 1 MiB, io_uring, queue depth 4
+  ringfeed `ringfeed ckpt bench FILE` (O_DIRECT, 8 MiB reads, 4 in flight)
+           on the Python-written file, and on ringfeed's own copy
+           (CRC32C per tensor verified)
+  py-st    safetensors.torch.load_file (mmap, a copy per tensor), then a
+           sum over every tensor's bytes
+  rs-st    the Rust safetensors crate over mmap (benches/st-mmap),
+           touching every cache line
+  torch    torch.load(weights_only=True) of the same dict saved with torch.save
+Save (each to a new file, durable: fsync):
+  fio      sequential write, O_DIRECT, 1 MiB, queue depth 4, end_fsync
+  ringfeed sync save; async save (and the time the caller was blocked,
+           against a plain memcpy of the tensors)
+  py-st    safetensors.torch.save_file + fsync
+  torch    torch.save + fsync
+Storm: `ringfeed ckpt bench FILE --procs 4` (cold) against one process.
+Needs root (drop_caches), fio, torch and safetensors.
+"""
+import argparse, json, os, statistics, subprocess, sys, time
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+ap = argparse.ArgumentParser()
+ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--dir", default=os.path.join(os.environ.get("BENCH_DATA", os.path.expanduser("~/.cache/ringfeed-bench")), "ckpt"))
+ap.add_argument("--out", default=None)
+a = ap.parse_args()
+d = Path(a.dir)
+if not (d / "model.safetensors").exists():
+    subprocess.run([sys.executable, str(root / "scripts/make-ckpt.py"), "--out", str(d)], check=True)
+st, pt = d / "model.safetensors", d / "model.pt"
+size = st.stat().st_size
+subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringfeed-cli", "-p", "ringfeed-benches", "--bin", "ringfeed", "--bin", "st-mmap"], cwd=root, check=True)
+rf, stmmap = root / "target/release/ringfeed", root / "target/release/st-mmap"
+ours = d / "ringfeed.safetensors"
+
+
+def drop():
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def fio(rw, path, extra=()):
+    cmd = ["fio", "--name=ckpt", f"--rw={rw}", "--bs=1M", "--iodepth=4", "--direct=1", "--ioengine=io_uring",
+           f"--filename={path}", "--output-format=json", *extra]
+    if rw == "read":
+        cmd.append("--readonly")
+    else:
+        cmd += [f"--size={size}", "--end_fsync=1"]
+    j = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["jobs"][0]
+    side = j["read"] if rw == "read" else j["write"]
+    # bw over the whole job (write: including the final fsync)
+    return side["io_bytes"] / (j["job_runtime"] / 1e3) / 1e9
+
+
+PY_LOAD = r'''
+import sys, time, torch
+from safetensors.torch import load_file
+t = time.perf_counter()
+ts = load_file(sys.argv[1])
+s = 0
+for v in ts.values():
+    s += int(v.view(-1).view(torch.uint8).sum()) if v.numel() else 0
+print(time.perf_counter() - t)
+'''
+TORCH_LOAD = r'''
+import sys, time, torch
+t = time.perf_counter()
+ts = torch.load(sys.argv[1], weights_only=True)
+s = 0
+for v in ts.values():
+    s += int(v.view(-1).view(torch.uint8).sum()) if v.numel() else 0
+print(time.perf_counter() - t)
+'''
+PY_SAVE = r'''
+import os, sys, time, torch
+from safetensors.torch import load_file, save_file
+ts = load_file(sys.argv[1])
+kind, out = sys.argv[2], sys.argv[3]
+t = time.perf_counter()
+if kind == "st":
+    save_file(ts, out, metadata={"format": "pt"})
+else:
+    torch.save(ts, out)
+fd = os.open(out, os.O_RDONLY); os.fsync(fd); os.close(fd)
+print(time.perf_counter() - t)
+'''
+
+
+def py(script, *args):
+    return float(subprocess.run([sys.executable, "-c", script, *map(str, args)], check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+# ringfeed's own copy (with checksums), made once.
+run_json([rf, "ckpt", "bench", st, "--save-to", ours])
+res = {k: [] for k in ["fio_read", "rf_load", "rf_load_crc", "py_st_load", "rs_st_mmap", "torch_load", "fio_write",
+                       "rf_save", "rf_save_async", "rf_async_blocked_vs_memcpy", "py_st_save", "torch_save", "storm_1", "storm_4"]}
+scratch = d / "out"
+scratch.mkdir(exist_ok=True)
+for r in range(a.rounds):
+    order = ["load", "save", "storm"] if r % 2 == 0 else ["storm", "save", "load"]
+    for part in order:
+        if part == "load":
+            drop(); res["fio_read"].append(fio("read", st))
+            drop(); res["rf_load"].append(run_json([rf, "ckpt", "bench", st])["gb_per_s"])
+            drop(); res["rf_load_crc"].append(run_json([rf, "ckpt", "bench", ours])["gb_per_s"])
+            drop(); res["py_st_load"].append(size / py(PY_LOAD, st) / 1e9)
+            drop(); res["rs_st_mmap"].append(size / run_json([stmmap, st])["seconds"] / 1e9)
+            drop(); res["torch_load"].append(pt.stat().st_size / py(TORCH_LOAD, pt) / 1e9)
+        elif part == "save":
+            for f in scratch.glob("*"):
+                f.unlink()
+            drop(); res["fio_write"].append(fio("write", scratch / "fio.bin"))
+            drop(); res["rf_save"].append(run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf.safetensors"])["gb_per_s"])
+            drop(); j = run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf-async.safetensors", "--async"])
+            res["rf_save_async"].append(j["gb_per_s"]); res["rf_async_blocked_vs_memcpy"].append(j["blocked_vs_memcpy"])
+            drop(); res["py_st_save"].append(size / py(PY_SAVE, st, "st", scratch / "py.safetensors") / 1e9)
+            drop(); res["torch_save"].append(size / py(PY_SAVE, st, "pt", scratch / "py.pt") / 1e9)
+        else:
+            drop(); res["storm_1"].append(run_json([rf, "ckpt", "bench", st])["seconds"])
+            drop(); j = run_json([rf, "ckpt", "bench", st, "--procs", "4"])
+            assert j["storage_reads"] == 1 and j["same_bytes"], j
+            res["storm_4"].append(j["seconds"])
+    print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in res.items()), flush=True)
+for f in scratch.glob("*"):
+    f.unlink()
+m = {k: statistics.median(v) for k, v in res.items()}
+goals = {
+    "load >= 0.9x fio read": m["rf_load"] / m["fio_read"],
+    "load >= 2x Python safetensors": m["rf_load"] / m["py_st_load"],
+    "sync save >= 0.8x fio write": m["rf_save"] / m["fio_write"],
+    "sync save >= 1.5x Python safetensors + fsync": m["rf_save"] / m["py_st_save"],
+    "save_async blocks <= 1.2x memcpy": m["rf_async_blocked_vs_memcpy"],
+    "4 processes <= 1.3x one": m["storm_4"] / m["storm_1"],
+}
+want = {"load >= 0.9x fio read": 0.9, "load >= 2x Python safetensors": 2.0, "sync save >= 0.8x fio write": 0.8,
+        "sync save >= 1.5x Python safetensors + fsync": 1.5}
+print(json.dumps({"rounds": res, "medians": m, "size_bytes": size}, indent=1))
+for k, v in goals.items():
+    ok = v >= want[k] if k in want else v <= (1.2 if "async" in k else 1.3)
+    print(f"{'MET' if ok else 'MISSED'}: {k}: {v:.3f}")
+if a.out:
+    Path(a.out).write_text(json.dumps({"rounds": res, "medians": m, "goals": goals, "size_bytes": size}, indent=1))
