@@ -143,14 +143,22 @@ impl AsyncSaver {
         let threads = options.threads;
         let plan = std::sync::Arc::new(plan);
         let writer_plan = plan.clone();
-        thread::Builder::new()
-            .name("rf-ckpt-save".into())
-            .spawn(move || {
+        let start_writer = move || {
+            thread::Builder::new().name("rf-ckpt-save".into()).spawn(move || {
                 let result = write_jobs(&writer_plan, target, &jobs_rx, &free_tx, threads);
                 let _ = result_tx.send(result);
                 let _ = done_tx.send(());
             })
-            .map_err(|e| Error::io("start the checkpoint writer for", path.as_ref(), e))?;
+        };
+        // When the staging memory holds the whole checkpoint, the writer
+        // starts after the copy: on few cores its CRCs and system calls
+        // would otherwise slow the copy the caller waits for. Otherwise it
+        // must start first, to free buffers for the rest of the copy.
+        let fits = plan.data_len <= self.staging_bytes as u64;
+        let mut start_writer = Some(start_writer);
+        if !fits && let Some(start) = start_writer.take() {
+            start().map_err(|e| Error::io("start the checkpoint writer for", path.as_ref(), e))?;
+        }
         *busy = Some(done_rx);
         let chunk = self.options.chunk_bytes as u64;
         let mut from = 0u64;
@@ -161,6 +169,10 @@ impl AsyncSaver {
                 break; // the writer failed and left: its result says why
             }
             from += len as u64;
+        }
+        drop(jobs_tx);
+        if let Some(start) = start_writer.take() {
+            start().map_err(|e| Error::io("start the checkpoint writer for", path.as_ref(), e))?;
         }
         Ok(SaveHandle { rx: result_rx })
     }
