@@ -351,7 +351,6 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         }
     }
     save(&loader, &opt, step)?;
-    drop(save);
     if let Some(saver) = saver.as_mut() {
         saver.wait()?; // the last checkpoint is durable before the summary
     }

@@ -22,6 +22,10 @@
 //!   header written with direct I/O, `fsync`, rename, directory `fsync`;
 //!   the last K checkpoints kept.
 //!
+//! - **Startup storms** ([`Checkpoint::load_shared`]): processes of one
+//!   node loading the same file at once read it from storage once, into a
+//!   sealed memfd the others map read-only (one copy in memory).
+//!
 //! Files round-trip bit-exactly with the Python `safetensors` package and
 //! the Rust `safetensors` crate, both ways.
 //!

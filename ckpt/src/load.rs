@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ringfeed_io::AlignedBuf;
+use ringfeed_io::{AlignedBuf, Mapping};
 
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -165,6 +165,39 @@ impl Checkpoint {
     /// The O_DIRECT alignment when reads bypass the page cache.
     pub fn direct_io(&self) -> Option<u64> {
         self.source.direct_align()
+    }
+
+    pub(crate) fn source_len(&self) -> u64 {
+        self.source.len
+    }
+
+    pub(crate) fn verifies(&self) -> bool {
+        self.options.verify
+    }
+
+    /// Reads the whole file (header included) into `dst`, its exact size.
+    pub(crate) fn read_whole(&self, dst: &mut [u8]) -> Result<()> {
+        let o = &self.options;
+        self.source.read_into(0, dst, o.threads, o.chunk_bytes)
+    }
+
+    /// The tensors of a mapping of the whole file (header included).
+    pub(crate) fn tensors_in(&self, map: Mapping) -> Tensors {
+        let mut out = Tensors::default();
+        for t in &self.header.tensors {
+            out.index.insert(t.name.clone(), out.entries.len());
+            let at = (self.header.data_start + t.data_offsets.0) as usize;
+            out.entries.push(Entry { info: t.clone(), buffer: 0, at });
+        }
+        out.buffers.push(Backing::Mapped(map));
+        out
+    }
+
+    /// Checks every tensor of `tensors` against its stored checksum.
+    pub(crate) fn check_tensors(&self, tensors: &Tensors) -> Result<usize> {
+        let views: Vec<TensorView<'_>> = tensors.iter().collect();
+        let items: Vec<(&TensorInfo, &[u8])> = views.iter().map(|v| (v.info, v.bytes)).collect();
+        self.check_all(&items)
     }
 
     pub(crate) fn source_metadata(&self) -> Result<std::fs::Metadata> {
@@ -327,7 +360,7 @@ impl Checkpoint {
             out.index.insert(t.name.clone(), out.entries.len());
             out.entries.push(Entry { info: t.clone(), buffer: b, at: p as usize });
         }
-        out.buffers.push(buf);
+        out.buffers.push(Backing::Owned(buf));
         Ok(checked)
     }
 
@@ -386,7 +419,7 @@ struct Entry {
 /// read), looked up by name.
 #[derive(Debug, Default)]
 pub struct Tensors {
-    buffers: Vec<AlignedBuf>,
+    buffers: Vec<Backing>,
     entries: Vec<Entry>,
     index: HashMap<String, usize>,
 }
@@ -434,6 +467,25 @@ impl Tensors {
         }
         self.buffers.extend(other.buffers);
         Ok(())
+    }
+}
+
+/// Memory tensors live in: read into this process's own buffer, or a
+/// read-only mapping of a sealed copy shared with other processes.
+#[derive(Debug)]
+enum Backing {
+    Owned(AlignedBuf),
+    Mapped(Mapping),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Owned(b) => b,
+            Backing::Mapped(m) => m,
+        }
     }
 }
 

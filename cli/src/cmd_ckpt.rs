@@ -61,7 +61,7 @@ pub(crate) struct BenchArgs {
     /// Drop the page cache first (root only): a cold read.
     #[arg(long)]
     drop_caches: bool,
-    /// Shared-memory directory of --procs (a fresh one under /dev/shm by default).
+    /// Lock directory of --procs (a fresh one under /dev/shm by default).
     #[arg(long)]
     shm: Option<PathBuf>,
     /// Instead of loading, save the loaded tensors to this path (sync, or
@@ -133,10 +133,18 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
         let started = Instant::now();
         let ckpt = open()?;
         let (tensors, from) = ckpt.load_shared(a.shm.as_deref())?;
-        let crc = tensors.iter().fold(0, |c, t| crc32c::crc32c_append(c, t.bytes()));
-        let line = json!({"seconds": started.elapsed().as_secs_f64(), "from": format!("{from:?}"), "crc32c": format!("{crc:08x}"), "bytes": tensors.bytes()});
+        let seconds = started.elapsed().as_secs_f64();
+        // Loaded: say so at once (the parent times the storm by these
+        // lines), then the digest that shows every process has the same bytes.
+        let line = json!({"seconds": seconds, "from": format!("{from:?}"), "bytes": tensors.bytes()});
         outln!(out, "{line}")?;
+        out.flush()?;
+        let crc = tensors.iter().fold(0, |c, t| crc32c::crc32c_append(c, t.bytes()));
+        outln!(out, "{}", json!({"crc32c": format!("{crc:08x}")}))?;
         out.finish()?;
+        // Hold the tensors (a publisher's copy lives as long as they do)
+        // until the parent has heard from every process.
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(target) = &a.save_to {
@@ -175,17 +183,35 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
                     .arg("--shm")
                     .arg(&shm)
                     .arg(&a.path)
+                    .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())
                     .spawn()
             })
             .collect::<std::io::Result<_>>()?;
+        let mut children: Vec<std::process::Child> = children;
+        let mut readers = Vec::new();
+        for c in &mut children {
+            let stdout = c.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+            readers.push(std::io::BufReader::new(stdout));
+        }
+        let read_json = |r: &mut std::io::BufReader<std::process::ChildStdout>| -> Result<serde_json::Value> {
+            let mut line = String::new();
+            std::io::BufRead::read_line(r, &mut line)?;
+            anyhow::ensure!(!line.is_empty(), "a bench process failed");
+            Ok(serde_json::from_str(&line)?)
+        };
         let mut each = Vec::new();
-        for c in children {
-            let o = c.wait_with_output()?;
-            anyhow::ensure!(o.status.success(), "a bench process failed");
-            each.push(serde_json::from_slice::<serde_json::Value>(&o.stdout)?);
+        for r in &mut readers {
+            each.push(read_json(r)?);
         }
         let secs = started.elapsed().as_secs_f64();
+        for (r, e) in readers.iter_mut().zip(&mut each) {
+            e["crc32c"] = read_json(r)?["crc32c"].clone();
+        }
+        for mut c in children {
+            drop(c.stdin.take());
+            anyhow::ensure!(c.wait()?.success(), "a bench process failed");
+        }
         if a.shm.is_none() {
             let _ = std::fs::remove_dir_all(&shm);
         }

@@ -22,6 +22,11 @@ impl Out {
         self.0.write_fmt(args).and_then(|()| self.0.write_all(b"\n")).map_err(StdoutError)
     }
 
+    /// Flushes what is buffered so far (a reader waits for it).
+    pub(crate) fn flush(&mut self) -> Result<(), StdoutError> {
+        self.0.flush().map_err(StdoutError)
+    }
+
     /// Flushes what is buffered: a full disk often shows only here.
     pub(crate) fn finish(mut self) -> Result<(), StdoutError> {
         self.0.flush().map_err(StdoutError)

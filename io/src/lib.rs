@@ -1,7 +1,9 @@
 //! ringfeed's system calls that std does not wrap, each behind a safe
 //! function (opening only regular files, direct-I/O alignment from
 //! `statx`, starting write-back, descriptor and memlock limits), and
-//! [`AlignedBuf`], the aligned memory direct I/O reads into.
+//! [`AlignedBuf`], the aligned memory direct I/O reads into, and
+//! [`Memfd`]/[`SealedMemfd`], shared memory that is sealed before other
+//! processes map it.
 //!
 //! The bottom of ringfeed's I/O stack, shared by the storage layer
 //! (`ringfeed-pack`, which re-exports it as `ringfeed_pack::sys`), the
@@ -31,8 +33,10 @@ use std::path::Path;
 
 mod aligned;
 pub mod limits;
+mod shm;
 
 pub use crate::aligned::AlignedBuf;
+pub use crate::shm::{Mapping, MappingMut, Memfd, SealedMemfd};
 
 /// Opens `path` for reading only if it is a regular file: a FIFO, device
 /// or directory where a dataset file should be is an error, not a read
