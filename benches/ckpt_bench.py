@@ -4,6 +4,7 @@ one run of alternating rounds (medians): scripts/make-ckpt.py's 2.47 GB
 Llama-3.2-1B-like file (149 tensors: bf16, f32, i64, u8).
 
 usage: benches/ckpt_bench.py [--rounds 3] [--dir ~/.cache/ringfeed-bench/ckpt] [--out FILE.json]
+       [--plot docs/ckpt_bench.png] [--plot-only FILE.json]
 
 Load, each after drop_caches:
   fio      sequential read, O_DIRECT, 1 MiB, io_uring, queue depth 4
@@ -32,7 +33,38 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--dir", default=os.path.join(os.environ.get("BENCH_DATA", os.path.expanduser("~/.cache/ringfeed-bench")), "ckpt"))
 ap.add_argument("--out", default=None)
+ap.add_argument("--plot", default=str(root / "docs/ckpt_bench.png"))
+ap.add_argument("--plot-only", metavar="JSON", help="redo the plot from a previous --out file")
 a = ap.parse_args()
+
+
+def plot(m, path):
+    """Load and save GB/s of each tool, the medians of the rounds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, title, rows in [
+        (axes[0], "load, cold cache (GB/s)", [("fio read", "fio_read"), ("ringfeed", "rf_load"), ("ringfeed + CRC", "rf_load_crc"),
+                                             ("Rust safetensors\n(mmap)", "rs_st_mmap"), ("Python\nsafetensors", "py_st_load"), ("torch.load", "torch_load")]),
+        (axes[1], "save, durable (GB/s)", [("fio write", "fio_write"), ("ringfeed", "rf_save"), ("ringfeed async", "rf_save_async"),
+                                          ("Python\nsafetensors", "py_st_save"), ("torch.save", "torch_save")])]:
+        names, vals = [n for n, _ in rows], [m[k] for _, k in rows]
+        colors = ["#999999" if n.startswith("fio") else "#1f77b4" if n.startswith("ringfeed") else "#ff7f0e" for n in names]
+        ax.barh(names[::-1], vals[::-1], color=colors[::-1])
+        for i, v in enumerate(vals[::-1]):
+            ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(0, max(vals) * 1.2)
+    fig.suptitle("2.47 GB safetensors checkpoint, 2-core VM (benches/ckpt_bench.py, medians)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if a.plot_only:
+    plot(json.loads(Path(a.plot_only).read_text())["medians"], a.plot)
+    print(a.plot)
+    raise SystemExit(0)
 d = Path(a.dir)
 if not (d / "model.safetensors").exists():
     subprocess.run([sys.executable, str(root / "scripts/make-ckpt.py"), "--out", str(d)], check=True)
@@ -154,3 +186,4 @@ for k, v in goals.items():
     print(f"{'MET' if ok else 'MISSED'}: {k}: {v:.3f}")
 if a.out:
     Path(a.out).write_text(json.dumps({"rounds": res, "medians": m, "goals": goals, "size_bytes": size}, indent=1))
+plot(m, a.plot)
