@@ -7,7 +7,8 @@
 //!   (alignment from `statx`; only a run's unaligned head and tail go
 //!   through a bounce buffer; the page cache where O_DIRECT is refused).
 //!   Typed views without a copy ([`TensorView::as_slice`]), the caller's
-//!   own buffers ([`Checkpoint::read_into`]), a name filter.
+//!   own buffers ([`Checkpoint::read_into`]), a name filter, and an async
+//!   load for any executor ([`Checkpoint::load_async`]).
 //! - **Validation before allocation**: header length (100 MB, as the
 //!   reference implementation), JSON shape (duplicate names and unknown
 //!   fields refused), known dtypes, shape × dtype = byte range, ranges

@@ -225,6 +225,44 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// [`load_filtered`](Self::load_filtered) for async code: the reads and
+    /// checks run on threads of ringfeed's own, and the returned future only
+    /// waits for them, so it never blocks the executor that polls it (tokio,
+    /// glommio or any other; no runtime is required).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ringfeed_ckpt::{Checkpoint, Dtype, TensorRef, save};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("m.safetensors");
+    /// # save(&path, &[TensorRef::new("w", Dtype::U8, &[3], &[1, 2, 3])?], &Default::default())?;
+    /// let ckpt = Arc::new(Checkpoint::open(&path)?);
+    /// let tensors = futures_lite::future::block_on(ckpt.load_async(|_| true))?;
+    /// assert_eq!(tensors.get("w").unwrap().bytes(), [1, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn load_async(
+        self: &std::sync::Arc<Self>,
+        keep: impl Fn(&str) -> bool + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<Tensors>> + Send + 'static {
+        let (tx, rx) = flume::bounded(1);
+        let me = std::sync::Arc::clone(self);
+        let started = std::thread::Builder::new().name("rf-ckpt-load".into()).spawn(move || {
+            let _ = tx.send(me.load_filtered(keep));
+        });
+        let path = self.path().to_path_buf();
+        async move {
+            if let Err(e) = started {
+                return Err(Error::io("start a loader thread for", path, e));
+            }
+            rx.recv_async()
+                .await
+                .unwrap_or_else(|_| Err(Error::Config("the loader thread ended without a result".into())))
+        }
+    }
+
     /// Reads the tensors called `names`; [`Error::NotFound`] names the
     /// first that is missing.
     pub fn load_names(&self, names: &[&str]) -> Result<Tensors> {

@@ -213,3 +213,43 @@ fn async_saves_copy_then_write_and_queue_behind_each_other() {
     }
     assert!(AsyncSaver::new(1 << 20, SaveOptions::default().threads(0)).is_err());
 }
+
+#[test]
+fn an_async_load_never_blocks_the_executor() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ts = tensors(20);
+    let d = dir();
+    let path = d.path().join("m.safetensors");
+    save(&path, &refs(&ts), &SaveOptions::default()).unwrap();
+    let ckpt = Arc::new(Checkpoint::open(&path).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        // One thread runs both tasks: the other one can only finish while
+        // the load is pending if the load does not hold the thread.
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let other = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        let loaded = ckpt.load_async(|n| n != "mask").await.unwrap();
+        assert!(done.load(Ordering::SeqCst), "the executor ran other work during the load");
+        other.await.unwrap();
+        assert_eq!(loaded.len(), ts.len() - 1);
+        for t in ts.iter().filter(|t| t.name != "mask") {
+            assert_eq!(loaded.get(&t.name).unwrap().bytes(), &t.bytes[..]);
+        }
+    });
+    // Cut short after it was opened: the future resolves with the error.
+    let cut = Arc::new(Checkpoint::builder(&path).build().unwrap());
+    std::fs::write(&path, b"gone").unwrap();
+    match futures_lite::future::block_on(cut.load_async(|_| true)) {
+        Err(ringfeed_ckpt::Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::UnexpectedEof)
+        }
+        other => panic!("{other:?}"),
+    }
+}
