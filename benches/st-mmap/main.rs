@@ -11,9 +11,8 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: st-mmap FILE"))?;
     let started = Instant::now();
     let file = std::fs::File::open(&path)?;
-    // SAFETY: the benchmark's own file, which nothing writes or truncates
-    // while it is mapped (a concurrent truncation would be a SIGBUS, not
-    // memory unsafety in this process's Rust data).
+    // A concurrent truncation would be a SIGBUS, not a data race.
+    // SAFETY: the benchmark's own file, which nothing writes or truncates while mapped.
     let map = unsafe { memmap2::Mmap::map(&file)? };
     let st = safetensors::SafeTensors::deserialize(&map)?;
     let (mut bytes, mut sum) = (0u64, 0u64);

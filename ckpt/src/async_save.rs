@@ -8,6 +8,7 @@ use std::thread;
 use ringfeed_io::AlignedBuf;
 
 use crate::error::{Error, Result};
+use crate::first_error::FirstError;
 use crate::header::DATA_ALIGN;
 use crate::save::{Piece, Plan, SaveOptions, Saved, Target, TensorRef};
 
@@ -188,18 +189,17 @@ fn write_jobs(
     threads: usize,
 ) -> Result<Saved> {
     let pieces: Mutex<Vec<Piece>> = Mutex::new(Vec::new());
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = FirstError::default();
     thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut mine = Vec::new();
                 // Ends when the caller has sent every chunk (sender dropped).
                 while let Ok(Job::Chunk { from, len, mut buf }) = jobs.recv() {
-                    let ok = failed.lock().map(|f| f.is_none()).unwrap_or(false);
-                    if ok {
+                    if !failed.is_set() {
                         mine.extend(plan.crc_pieces(from, &buf[..len]));
                         if let Err(e) = target.write_chunk(&mut buf, len, plan.head_len + from) {
-                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            failed.set(e);
                         }
                     }
                     // Back to the pool whatever happened: the caller may be
@@ -210,7 +210,7 @@ fn write_jobs(
             });
         }
     });
-    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    if let Err(e) = failed.into_result(()) {
         target.abandon();
         return Err(e);
     }

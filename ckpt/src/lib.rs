@@ -66,6 +66,7 @@ mod async_save;
 mod dir;
 mod dtype;
 mod error;
+mod first_error;
 mod header;
 mod load;
 mod save;

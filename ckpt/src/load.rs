@@ -1,10 +1,10 @@
 //! Loading: [`Checkpoint`] (one safetensors file) and the tensors it reads
 //! into owned, aligned memory ([`Tensors`]) or into the caller's buffers.
 
+use crate::first_error::FirstError;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ringfeed_io::{AlignedBuf, Mapping};
@@ -288,7 +288,7 @@ impl Checkpoint {
         let o = &self.options;
         self.source.read_into(self.header.data_start + t.data_offsets.0, dst, o.threads, o.chunk_bytes)?;
         if o.verify {
-            self.check(t, dst)?;
+            self.check(t, || crc32c::crc32c(dst))?;
         }
         Ok(())
     }
@@ -330,17 +330,7 @@ impl Checkpoint {
         }
         let mut checked = 0;
         for (t, &actual) in tensors.iter().zip(&crcs) {
-            if let Some(expected) = t.crc32c {
-                if actual != expected {
-                    return Err(Error::Checksum {
-                        path: self.path().to_path_buf(),
-                        tensor: t.name.clone(),
-                        expected,
-                        actual,
-                    });
-                }
-                checked += 1;
-            }
+            checked += usize::from(self.check(t, || actual)?);
         }
         Ok(checked)
     }
@@ -402,19 +392,20 @@ impl Checkpoint {
         Ok(checked)
     }
 
-    fn check(&self, t: &TensorInfo, bytes: &[u8]) -> Result<()> {
-        if let Some(expected) = t.crc32c {
-            let actual = crc32c::crc32c(bytes);
-            if actual != expected {
-                return Err(Error::Checksum {
-                    path: self.path().to_path_buf(),
-                    tensor: t.name.clone(),
-                    expected,
-                    actual,
-                });
-            }
+    /// Compares `t`'s stored CRC32C (if any) with `actual()`; whether it
+    /// had one.
+    fn check(&self, t: &TensorInfo, actual: impl FnOnce() -> u32) -> Result<bool> {
+        let Some(expected) = t.crc32c else { return Ok(false) };
+        let actual = actual();
+        if actual != expected {
+            return Err(Error::Checksum {
+                path: self.path().to_path_buf(),
+                tensor: t.name.clone(),
+                expected,
+                actual,
+            });
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Checks tensors on `threads` threads (CRC32C runs at several GB/s
@@ -422,7 +413,7 @@ impl Checkpoint {
     /// a checksum.
     fn check_all(&self, items: &[(&TensorInfo, &[u8])]) -> Result<usize> {
         let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let failed = FirstError::default();
         let threads = self.options.threads.min(items.len()).max(1);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -430,8 +421,8 @@ impl Checkpoint {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((t, bytes)) = items.get(i) else { return };
-                        if let Err(e) = self.check(t, bytes) {
-                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        if let Err(e) = self.check(t, || crc32c::crc32c(bytes)) {
+                            failed.set(e);
                             next.store(items.len(), Ordering::Relaxed);
                             return;
                         }
@@ -439,10 +430,7 @@ impl Checkpoint {
                 });
             }
         });
-        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(items.iter().filter(|(t, _)| t.crc32c.is_some()).count()),
-        }
+        failed.into_result(items.iter().filter(|(t, _)| t.crc32c.is_some()).count())
     }
 }
 

@@ -21,6 +21,7 @@ use ringfeed_io::AlignedBuf;
 
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::first_error::FirstError;
 use crate::header::{self, DATA_ALIGN};
 
 /// A tensor to save: its name, dtype, shape and little-endian bytes.
@@ -152,7 +153,7 @@ pub fn save(path: impl AsRef<Path>, tensors: &[TensorRef<'_>], options: &SaveOpt
     let chunks = plan.data_len.div_ceil(chunk) as usize;
     let next = AtomicUsize::new(0);
     let pieces: Mutex<Vec<Piece>> = Mutex::new(Vec::new());
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = FirstError::default();
     std::thread::scope(|s| {
         for _ in 0..options.threads.min(chunks).max(1) {
             s.spawn(|| {
@@ -190,7 +191,7 @@ pub fn save(path: impl AsRef<Path>, tensors: &[TensorRef<'_>], options: &SaveOpt
             });
         }
     });
-    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    if let Err(e) = failed.into_result(()) {
         target.abandon();
         return Err(e);
     }
@@ -419,8 +420,9 @@ impl Target {
     }
 }
 
-fn fail(failed: &Mutex<Option<Error>>, next: &AtomicUsize, chunks: usize, e: Error) {
-    failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+/// Records the error and stops the other threads taking chunks.
+fn fail(failed: &FirstError, next: &AtomicUsize, chunks: usize, e: Error) {
+    failed.set(e);
     next.store(chunks, Ordering::Relaxed);
 }
 

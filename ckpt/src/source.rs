@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use ringfeed_io::{AlignedBuf, DirectIo};
 
 use crate::error::{Error, Result};
+use crate::first_error::FirstError;
 
 /// An open checkpoint file.
 #[derive(Debug)]
@@ -66,7 +67,7 @@ impl Source {
         // order (a device reads ahead; backwards it cannot).
         pieces.reverse();
         let queue = Mutex::new(pieces);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let first_error = FirstError::default();
         let workers = threads.clamp(1, 64).min(queue.lock().map_or(1, |q| q.len()));
         std::thread::scope(|s| {
             for _ in 0..workers {
@@ -77,7 +78,7 @@ impl Source {
                             return;
                         };
                         if let Err(e) = self.read_piece(at, piece, align, chunk, &mut bounce) {
-                            first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            first_error.set(e);
                             queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
                             return;
                         }
@@ -85,10 +86,7 @@ impl Source {
                 });
             }
         });
-        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        first_error.into_result(())
     }
 
     fn read_piece(

@@ -13,14 +13,10 @@ use std::time::Duration;
 use common::*;
 use ringfeed_ckpt::{Checkpoint, Dtype, Error, SaveOptions, TensorRef, save};
 
-fn dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
-
 #[test]
 fn a_flipped_byte_names_its_tensor_and_a_cut_file_does_not_open() {
     let ts = tensors(1);
-    let d = dir();
+    let d = scratch();
     let path = d.path().join("m.safetensors");
     save(&path, &refs(&ts), &SaveOptions::default()).unwrap();
     let clean = std::fs::read(&path).unwrap();
@@ -96,7 +92,7 @@ fn child_saves_forever() {
 
 #[test]
 fn kill_9_during_saves_never_costs_the_previous_checkpoint() {
-    let d = dir();
+    let d = scratch();
     let path = d.path().join("train.safetensors");
     save_generation(&path, 0);
     let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -144,49 +140,11 @@ fn kill_9_during_saves_never_costs_the_previous_checkpoint() {
     assert_eq!(left, [std::ffi::OsString::from("train.safetensors")], "after {last_seen} generations");
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// A small ext4 file system on a loop device, unmounted on drop.
-struct SmallFs {
-    mount: PathBuf,
-    device: String,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn new(size: u64) -> Result<SmallFs, String> {
-        let dir = dir();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).and_then(|f| f.set_len(size)).map_err(|e| e.to_string())?;
-        run("mkfs.ext4", &["-q", "-F", "-b", "4096", image.to_str().unwrap()])?;
-        let device = run("losetup", &["-f", "--show", image.to_str().unwrap()])?.trim().to_string();
-        let mount = dir.path().join("mnt");
-        std::fs::create_dir(&mount).map_err(|e| e.to_string())?;
-        let fs = SmallFs { mount, device, _dir: dir };
-        run("mount", &[&fs.device, fs.mount.to_str().unwrap()])?;
-        Ok(fs)
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = run("umount", &[self.mount.to_str().unwrap()]);
-        let _ = run("losetup", &["-d", &self.device]);
-    }
-}
-
 #[test]
 fn a_full_disk_is_an_error_and_the_previous_checkpoint_survives() {
     // Needs root, mkfs.ext4, losetup and mount; says so and passes without
     // them (as loader/tests/disk_errors.rs).
-    let fs = match SmallFs::new(48 << 20) {
+    let fs = match LoopFs::new(48 << 20) {
         Ok(fs) => fs,
         Err(e) => {
             eprintln!("skipped: cannot set up a loop-device file system here: {e}");
@@ -232,7 +190,7 @@ fn a_full_disk_is_an_error_and_the_previous_checkpoint_survives() {
 #[test]
 fn mutated_headers_are_errors_never_panics() {
     let ts = tensors(1);
-    let d = dir();
+    let d = scratch();
     let path = d.path().join("m.safetensors");
     save(&path, &refs(&ts[..6]), &SaveOptions::default().metadata("format", "pt")).unwrap();
     let clean = std::fs::read(&path).unwrap();

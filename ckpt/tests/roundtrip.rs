@@ -9,15 +9,10 @@ use ringfeed_ckpt::{
     Checkpoint, CheckpointDir, DATA_ALIGN, Dtype, Error, SaveOptions, ShardedCheckpoint, TensorRef, save,
 };
 
-fn dir() -> tempfile::TempDir {
-    // Under target/: a real disk file system (O_DIRECT), not tmpfs.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
-
 #[test]
 fn every_tensor_comes_back_bit_exact_whatever_the_io() {
     let ts = tensors(3);
-    let d = dir();
+    let d = scratch();
     for (direct_save, direct_load, crc, chunk) in [
         (true, true, true, 8 << 20),
         (false, false, true, 4096),
@@ -63,7 +58,7 @@ fn every_tensor_comes_back_bit_exact_whatever_the_io() {
 #[test]
 fn typed_views_filters_and_wrong_requests() {
     let ts = tensors(1);
-    let d = dir();
+    let d = scratch();
     let path = d.path().join("m.safetensors");
     save(&path, &refs(&ts), &SaveOptions::default()).unwrap();
     let ckpt = Checkpoint::open(&path).unwrap();
@@ -112,7 +107,7 @@ fn typed_views_filters_and_wrong_requests() {
 #[test]
 fn sharded_sets_load_as_one_and_hostile_indexes_are_refused() {
     let ts = tensors(1);
-    let d = dir();
+    let d = scratch();
     let (first, second) = ts.split_at(4);
     save(d.path().join("model-00001-of-00002.safetensors"), &refs(first), &SaveOptions::default()).unwrap();
     save(d.path().join("model-00002-of-00002.safetensors"), &refs(second), &SaveOptions::default()).unwrap();
@@ -156,7 +151,7 @@ fn sharded_sets_load_as_one_and_hostile_indexes_are_refused() {
 
 #[test]
 fn a_checkpoint_dir_keeps_the_last_k_and_finds_the_latest_valid() {
-    let d = dir();
+    let d = scratch();
     let ckpts = CheckpointDir::new(d.path().join("run"), 3).unwrap();
     let w = bytes(9, 4096 * 3 + 5);
     for step in [10u64, 20, 30, 40, 50] {
@@ -181,7 +176,7 @@ fn a_checkpoint_dir_keeps_the_last_k_and_finds_the_latest_valid() {
 #[test]
 fn async_saves_copy_then_write_and_queue_behind_each_other() {
     use ringfeed_ckpt::AsyncSaver;
-    let d = dir();
+    let d = scratch();
     // Staging (3 chunks of 64 KiB) far smaller than the checkpoint (~1.5 MB):
     // the copy waits for the writer, the result is the same.
     let saver = AsyncSaver::new(3 * 65_536, SaveOptions::default().chunk_bytes(65_536)).unwrap();
@@ -219,7 +214,7 @@ fn an_async_load_never_blocks_the_executor() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let ts = tensors(20);
-    let d = dir();
+    let d = scratch();
     let path = d.path().join("m.safetensors");
     save(&path, &refs(&ts), &SaveOptions::default()).unwrap();
     let ckpt = Arc::new(Checkpoint::open(&path).unwrap());

@@ -24,8 +24,8 @@ pub struct AlignedBuf {
     layout: Layout,
 }
 
-// SAFETY: the buffer owns its block exclusively (like a `Vec<u8>`); `&`
-// gives only shared reads and `&mut` exclusive access.
+// The buffer owns its block exclusively, like a `Vec<u8>`.
+// SAFETY: `&` gives only shared reads and `&mut` exclusive access.
 unsafe impl Send for AlignedBuf {}
 // SAFETY: as above: no interior mutability.
 unsafe impl Sync for AlignedBuf {}
@@ -79,9 +79,8 @@ impl std::ops::Deref for AlignedBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: `base + offset` starts `len` initialized (zeroed) bytes
-        // inside the allocation (`offset + len <= layout.size()`, checked
-        // in `zeroed`), owned by `self`, borrowed shared for `&self`.
+        // `offset + len <= layout.size()` was checked in `zeroed`.
+        // SAFETY: `len` initialized (zeroed) bytes owned by `self`, borrowed shared.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(self.offset), self.len) }
     }
 }

@@ -61,8 +61,8 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     };
-    // SAFETY: sync_file_range only reads its integer arguments; the fd is
-    // valid for the duration of the call because `file` is borrowed.
+    // The descriptor is borrowed from `file` for the whole call.
+    // SAFETY: sync_file_range only reads its integer arguments and the live fd.
     let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
@@ -79,12 +79,10 @@ pub fn advise_huge_pages(addr: usize, len: usize) -> io::Result<()> {
     if end <= start {
         return Ok(());
     }
-    // SAFETY: madvise(MADV_HUGEPAGE) neither reads nor writes the range and
-    // never changes its contents, only how its pages are backed, so no
-    // Rust-visible memory changes whatever the range is: one not (fully)
-    // mapped fails with ENOMEM, one that cannot take the advice with
-    // EINVAL. Rounding inwards to whole pages keeps the advice off the
-    // neighbours of the caller's memory.
+    // A range not (fully) mapped fails with ENOMEM, one that cannot take
+    // the advice with EINVAL; rounding inwards to whole pages keeps the
+    // advice off the neighbours of the caller's memory.
+    // SAFETY: MADV_HUGEPAGE changes how pages are backed, never their contents.
     let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
@@ -116,9 +114,8 @@ pub fn dio_alignment_of(file: &File) -> io::Result<DirectIo> {
 fn statx_dio(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> io::Result<DirectIo> {
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid NUL-terminated string and `stx` a valid,
-    // exclusively borrowed out-parameter, both alive for the call; `dirfd`
-    // is AT_FDCWD or a descriptor borrowed by the caller for the call.
+    // `dirfd` is AT_FDCWD or a descriptor the caller borrows for the call.
+    // SAFETY: a valid C string and an exclusively borrowed out-parameter, alive for the call.
     let rc = unsafe { libc::statx(dirfd, path.as_ptr(), flags, libc::STATX_DIOALIGN, &mut stx) };
     if rc != 0 {
         return Err(io::Error::last_os_error());

@@ -38,9 +38,9 @@ pub struct Mapping {
     _file: Option<File>,
 }
 
-// SAFETY: a mapping is a plain block of memory owned by this value; `&`
-// gives shared reads, `&mut` (only for the writable mapping of an unsealed
-// memfd this process created) exclusive access.
+// A mapping is a plain block of memory owned by this value; `&mut` exists
+// only for the writable mapping of an unsealed memfd this process created.
+// SAFETY: `&` gives shared reads and `&mut` exclusive access.
 unsafe impl Send for Mapping {}
 // SAFETY: as above; no interior mutability.
 unsafe impl Sync for Mapping {}
@@ -50,8 +50,8 @@ impl Memfd {
     /// processes reach it as `/proc/PID/fd/N` of this process).
     pub fn create(name: &str, len: usize) -> io::Result<Memfd> {
         let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: `name` is a valid NUL-terminated string for the call;
-        // the result is a new descriptor owned by nothing else, or -1.
+        // The result is a new descriptor owned by nothing else, or -1.
+        // SAFETY: `name` is a valid NUL-terminated string for the call.
         let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
@@ -78,9 +78,9 @@ impl Memfd {
     /// (EBUSY) if a writable mapping still exists, which the borrow on
     /// [`map_mut`](Self::map_mut) rules out in this process.
     pub fn seal(self) -> io::Result<SealedMemfd> {
+        let seals = IMMUTABLE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor owned by `self`, integer argument.
-        let rc =
-            unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_ADD_SEALS, IMMUTABLE | libc::F_SEAL_SEAL) };
+        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_ADD_SEALS, seals) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -143,9 +143,8 @@ fn map(file: &File, len: usize, prot: libc::c_int) -> io::Result<Mapping> {
     if len == 0 {
         return Ok(Mapping { ptr: NonNull::dangling(), len: 0, _file: None });
     }
-    // SAFETY: a new shared mapping of `len` bytes of a descriptor borrowed
-    // for the call, at an address the kernel picks: no existing memory is
-    // affected; the result is checked for MAP_FAILED.
+    // At an address the kernel picks; the result is checked for MAP_FAILED.
+    // SAFETY: a new mapping of a descriptor borrowed for the call affects no existing memory.
     let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
@@ -170,13 +169,11 @@ impl std::ops::Deref for Mapping {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` is a live mapping of `len` readable bytes owned by
-        // `self` (or dangling with `len` 0). Its contents cannot change
-        // while borrowed: a read-only mapping is only ever made of a memfd
-        // sealed against writes and resizing (checked in
-        // `SealedMemfd::open` or done in `Memfd::seal`), and a writable one
-        // only of this process's unsealed memfd, reachable only through
-        // the `MappingMut` that owns it.
+        // A read-only mapping is only ever made of a memfd sealed against
+        // writes and resizing (checked in `SealedMemfd::open`, done in
+        // `Memfd::seal`); a writable one only of this process's unsealed
+        // memfd, reachable only through the `MappingMut` that owns it.
+        // SAFETY: a live mapping of `len` bytes (or dangling, `len` 0) that cannot change while borrowed.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -184,8 +181,8 @@ impl std::ops::Deref for Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         if self.len > 0 {
-            // SAFETY: unmaps exactly the mapping `map` made, once; no
-            // borrow of it can outlive `self`.
+            // No borrow of the mapping can outlive `self`.
+            // SAFETY: unmaps exactly the mapping `map` made, once.
             unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
         }
     }
@@ -207,11 +204,10 @@ impl std::ops::Deref for MappingMut<'_> {
 
 impl std::ops::DerefMut for MappingMut<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: a writable mapping of this process's unsealed memfd,
-        // borrowed exclusively (`&mut self`); the memfd itself is borrowed
-        // mutably by this `MappingMut`, so no other mapping of it can be
-        // made in this process meanwhile, and no other process has its
-        // descriptor before it is sealed and published.
+        // The memfd is borrowed mutably by this `MappingMut`: no other
+        // mapping of it is made in this process meanwhile, and no other
+        // process has its descriptor before it is sealed and published.
+        // SAFETY: this process's own unsealed mapping, borrowed exclusively (`&mut self`).
         unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr(), self.map.len) }
     }
 }

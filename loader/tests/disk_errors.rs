@@ -14,59 +14,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ringfeed::{Batch, DdpConfig, Error, ErrorPolicy, IoMode, Loader};
 
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// An ext4 file system on a loop device, mounted; unmounted and detached
-/// on drop.
-struct LoopFs {
-    image: PathBuf,
-    device: String,
-    mount: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopFs {
-    fn new(size: u64) -> Result<LoopFs, String> {
-        let dir = scratch();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).and_then(|f| f.set_len(size)).map_err(|e| e.to_string())?;
-        run("mkfs.ext4", &["-q", "-F", "-b", "4096", image.to_str().unwrap()])?;
-        let device = run("losetup", &["-f", "--show", image.to_str().unwrap()])?.trim().to_string();
-        let mount = dir.path().join("mnt");
-        std::fs::create_dir(&mount).map_err(|e| e.to_string())?;
-        let fs = LoopFs { image, device, mount, _dir: dir };
-        // errors=continue: the failed reads must not turn the file system
-        // read-only under the test.
-        run("mount", &["-o", "errors=continue", &fs.device, fs.mount.to_str().unwrap()])?;
-        Ok(fs)
-    }
-
-    /// Cuts the device short at `bytes` and drops the page cache, so that
-    /// every read past that point fails in the block layer.
-    fn cut(&self, bytes: u64) {
-        std::fs::OpenOptions::new().write(true).open(&self.image).unwrap().set_len(bytes).unwrap();
-        run("losetup", &["-c", &self.device]).unwrap();
-        std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = run("umount", &[self.mount.to_str().unwrap()]);
-        let _ = run("losetup", &["-d", &self.device]);
-    }
+/// Cuts `fs`'s device short at `bytes` and drops the page cache, so that
+/// every read past that point fails in the block layer.
+fn cut_device(fs: &LoopFs, bytes: u64) {
+    std::fs::OpenOptions::new().write(true).open(&fs.image).unwrap().set_len(bytes).unwrap();
+    run("losetup", &["-c", &fs.device]).unwrap();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
 }
 
 /// Physical byte ranges of `file` on its device, from `filefrag -v`.
@@ -145,7 +102,7 @@ fn read_errors_from_the_device_are_reported_never_a_wrong_batch() {
             loaders.push((io, policy, loader(&data, io, policy)));
         }
     }
-    fs.cut(cut);
+    cut_device(&fs, cut);
 
     for (io, policy, l) in loaders {
         let results: Vec<ringfeed::Result<Batch>> = l.collect();

@@ -18,18 +18,11 @@ impl Owned {
     }
 }
 
-/// Deterministic bytes.
-pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+// Deterministic bytes, scratch directories, a loop-device file system:
+// the storage layer's dependency-free test helpers.
+#[path = "../../../pack/tests/common/plain.rs"]
+mod plain;
+pub use plain::*;
 
 /// A model-like set: `scale` multiplies the big tensors' sizes.
 pub fn tensors(scale: u64) -> Vec<Owned> {

@@ -25,8 +25,8 @@ pub(crate) fn pin_thread(cpus: &[usize]) -> io::Result<()> {
         // SAFETY: `cpu` is below CPU_SETSIZE, the number of bits in `set`.
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
-    // SAFETY: pid 0 is the calling thread; the size passed is the size of
-    // `set`, which the kernel only reads.
+    // pid 0 is the calling thread.
+    // SAFETY: the size passed is `set`'s, and the kernel only reads `set`.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }

@@ -7,11 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ringfeed_pack::{Dataset, Error, PackWriter, Payload, Schema};
 
-/// A fresh directory on the real file system (under `target/`), not /tmp,
-/// which may be tmpfs.
-pub fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir")
-}
+#[path = "plain.rs"]
+mod plain;
+pub use plain::*;
 
 /// One test record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,19 +17,6 @@ pub struct Rec {
     pub payload: Vec<u8>,
     pub label: i64,
     pub key: String,
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
-pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 pub fn records(sizes: &[usize]) -> Vec<Rec> {

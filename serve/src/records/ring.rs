@@ -166,13 +166,13 @@ impl Shared {
     /// to make room when the queue is full.
     fn push(&self, _state: &mut MutexGuard<'_, State>, entry: &squeue::Entry) -> io::Result<()> {
         for _ in 0..2 {
-            // SAFETY: the only submission-queue view of this ring is this
-            // one: views are made only here, and only under the state
-            // lock, which `_state` proves is held. The entry points at a
-            // buffer and a descriptor owned by its slot (or at nothing, for
-            // the no-op); a slot is emptied only when its completion is
-            // reaped, and `Shared::drop` leaks the ring and every slot
-            // while any op is still in the kernel, so both outlive the read.
+            // Views of the submission queue are made only here, under the
+            // state lock (`_state` proves it is held): this is the only one.
+            // The entry points at a buffer and a descriptor owned by its slot
+            // (or at nothing, for the no-op); a slot is emptied only when its
+            // completion is reaped, and `Shared::drop` leaks the ring and
+            // every slot while any op is still in the kernel.
+            // SAFETY: one queue view at a time; the entry's memory outlives the read.
             let pushed = unsafe { self.ring().submission_shared().push(entry) };
             if pushed.is_ok() {
                 return Ok(());
@@ -205,8 +205,7 @@ impl Shared {
             }
             let finished = {
                 let mut state = self.lock();
-                // SAFETY: this thread is the only one that makes a
-                // completion-queue view of the ring, one at a time.
+                // SAFETY: only this thread makes completion-queue views, one at a time.
                 let completions = unsafe { ring.completion_shared() };
                 for c in completions {
                     if c.user_data() != WAKE
