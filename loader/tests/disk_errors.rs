@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use ringfeed::{Batch, DdpConfig, Error, ErrorPolicy, IoMode, Loader};
