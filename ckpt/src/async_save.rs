@@ -135,7 +135,7 @@ impl AsyncSaver {
         if let Some(previous) = busy.take() {
             let _ = previous.recv(); // Err: the writer is gone, also done
         }
-        let plan = Plan::new(tensors, options)?;
+        let plan = Plan::new(tensors, options, path.as_ref())?;
         let target = Target::create(path.as_ref(), options.direct_io)?;
         let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
         let (result_tx, result_rx) = flume::bounded(1);
@@ -163,18 +163,29 @@ impl AsyncSaver {
         *busy = Some(done_rx);
         let chunk = self.options.chunk_bytes as u64;
         let mut from = 0u64;
+        let sources = crate::save::Source::all(tensors);
+        let mut copied = Ok(());
         while from < plan.data_len {
             let Ok(mut buf) = self.free_rx.recv() else { break };
-            let len = plan.copy_chunk(tensors, from, &mut buf[..chunk as usize]);
+            let len = match plan.copy_chunk(&sources, from, &mut buf[..chunk as usize]) {
+                Ok(len) => len,
+                Err(e) => {
+                    let _ = self.free_tx.send(buf);
+                    copied = Err(e);
+                    break;
+                }
+            };
             if jobs_tx.send(Job::Chunk { from, len, buf }).is_err() {
                 break; // the writer failed and left: its result says why
             }
             from += len as u64;
         }
+        // With fewer bytes than the plan's the writer abandons the file.
         drop(jobs_tx);
         if let Some(start) = start_writer.take() {
             start().map_err(|e| Error::io("start the checkpoint writer for", path.as_ref(), e))?;
         }
+        copied?;
         Ok(SaveHandle { rx: result_rx })
     }
 }
@@ -190,6 +201,7 @@ fn write_jobs(
 ) -> Result<Saved> {
     let pieces: Mutex<Vec<Piece>> = Mutex::new(Vec::new());
     let failed = FirstError::default();
+    let written = std::sync::atomic::AtomicU64::new(0);
     thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -198,8 +210,9 @@ fn write_jobs(
                 while let Ok(Job::Chunk { from, len, mut buf }) = jobs.recv() {
                     if !failed.is_set() {
                         mine.extend(plan.crc_pieces(from, &buf[..len]));
-                        if let Err(e) = target.write_chunk(&mut buf, len, plan.head_len + from) {
-                            failed.set(e);
+                        match target.write_chunk(&mut buf, len, plan.head_len + from) {
+                            Ok(()) => _ = written.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed),
+                            Err(e) => failed.set(e),
                         }
                     }
                     // Back to the pool whatever happened: the caller may be
@@ -214,5 +227,44 @@ fn write_jobs(
         target.abandon();
         return Err(e);
     }
+    if written.into_inner() != plan.data_len {
+        // The caller's copy stopped (a tensor that could not be copied):
+        // its error went to the caller; nothing half-written is kept.
+        target.abandon();
+        return Err(Error::Config("the save was abandoned: not every tensor could be copied".into()));
+    }
     target.finish(plan, pieces.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::Dtype;
+
+    /// A caller whose copy stops early (a libtorch tensor that cannot be
+    /// copied) sends fewer bytes than planned: the writer must not finish
+    /// that file.
+    #[test]
+    fn a_writer_given_fewer_bytes_than_planned_abandons_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.safetensors");
+        let data = vec![7u8; 3 * 4096];
+        let ts = [TensorRef::new("t", Dtype::U8, &[3 * 4096], &data).unwrap()];
+        let options = SaveOptions::default().chunk_bytes(4096);
+        let plan = Plan::new(&ts, &options, &path).unwrap();
+        let target = Target::create(&path, true).unwrap();
+        let (jobs_tx, jobs_rx) = flume::unbounded();
+        let (free_tx, free_rx) = flume::unbounded();
+        let sources = crate::save::Source::all(&ts);
+        let mut buf = AlignedBuf::zeroed(4096, 4096).unwrap();
+        let len = plan.copy_chunk(&sources, 0, &mut buf).unwrap();
+        jobs_tx.send(Job::Chunk { from: 0, len, buf }).unwrap();
+        drop(jobs_tx); // two chunks never come
+        let e = write_jobs(&plan, target, &jobs_rx, &free_tx, 2).unwrap_err();
+        assert!(e.to_string().contains("abandoned"), "{e}");
+        assert_eq!(free_rx.len(), 1, "the buffer went back to the pool");
+        assert!(!path.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "no temporary file left: {left:?}");
+    }
 }

@@ -73,6 +73,8 @@ mod save;
 mod sharded;
 mod shared;
 mod source;
+#[cfg(feature = "tch")]
+mod torch;
 
 pub use crate::async_save::{AsyncSaver, SaveHandle};
 pub use crate::dir::CheckpointDir;
@@ -83,3 +85,5 @@ pub use crate::load::{Checkpoint, CheckpointBuilder, Element, LoadOptions, Tenso
 pub use crate::save::{SaveOptions, Saved, TensorRef, save};
 pub use crate::sharded::ShardedCheckpoint;
 pub use crate::shared::LoadedFrom;
+#[cfg(feature = "tch")]
+pub use crate::torch::NamedTensors;

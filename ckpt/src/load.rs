@@ -247,20 +247,8 @@ impl Checkpoint {
         self: &std::sync::Arc<Self>,
         keep: impl Fn(&str) -> bool + Send + 'static,
     ) -> impl std::future::Future<Output = Result<Tensors>> + Send + 'static {
-        let (tx, rx) = flume::bounded(1);
         let me = std::sync::Arc::clone(self);
-        let started = std::thread::Builder::new().name("rf-ckpt-load".into()).spawn(move || {
-            let _ = tx.send(me.load_filtered(keep));
-        });
-        let path = self.path().to_path_buf();
-        async move {
-            if let Err(e) = started {
-                return Err(Error::io("start a loader thread for", path, e));
-            }
-            rx.recv_async()
-                .await
-                .unwrap_or_else(|_| Err(Error::Config("the loader thread ended without a result".into())))
-        }
+        on_thread(self.path(), move || me.load_filtered(keep))
     }
 
     /// Reads the tensors called `names`; [`Error::NotFound`] names the
@@ -336,12 +324,29 @@ impl Checkpoint {
     }
 
     fn load_into_set(&self, keep: &dyn Fn(&str) -> bool, out: &mut Tensors) -> Result<usize> {
-        let verify = self.options.verify;
-        const ALIGN: u64 = 4096;
+        let layout = self.layout(keep)?;
+        let total = layout.total;
+        let mut buf = AlignedBuf::zeroed(total, Layout::ALIGN).ok_or_else(|| Error::Memory {
+            what: format!("the tensors of {}", self.path().display()),
+            bytes: total as u64,
+        })?;
+        let checked = self.read_layout(&layout, &mut buf)?;
+        let b = out.buffers.len();
+        for (t, p) in layout.chosen.into_iter().zip(layout.placed) {
+            out.index.insert(t.name.clone(), out.entries.len());
+            out.entries.push(Entry { info: t.clone(), buffer: b, at: p });
+        }
+        out.buffers.push(Backing::Owned(buf));
+        Ok(checked)
+    }
+
+    /// Where the tensors `keep` accepts go in one buffer: runs of
+    /// neighbours, each placed at a position congruent to its file offset
+    /// modulo the alignment, so direct reads land in place (only a run's
+    /// unaligned head and tail bounce).
+    pub(crate) fn layout(&self, keep: &dyn Fn(&str) -> bool) -> Result<Layout<'_>> {
+        const ALIGN: u64 = Layout::ALIGN as u64;
         let chosen: Vec<&TensorInfo> = self.header.tensors.iter().filter(|t| keep(&t.name)).collect();
-        // Runs of neighbours; each placed at a buffer position congruent
-        // to its file offset modulo the alignment, so direct reads land in
-        // place (only a run's unaligned head and tail bounce).
         let data_start = self.header.data_start;
         let mut runs: Vec<(u64, u64, u64)> = Vec::new(); // (file offset, len, buffer position)
         let mut at = 0u64;
@@ -363,33 +368,32 @@ impl Checkpoint {
                 at = pos + len;
             }
         }
-        let total = usize::try_from(at).map_err(|_| Error::Memory { what: "tensors".into(), bytes: at })?;
-        let mut buf = AlignedBuf::zeroed(total, ALIGN as usize).ok_or_else(|| Error::Memory {
-            what: format!("the tensors of {}", self.path().display()),
-            bytes: at,
-        })?;
+        let too_big = || Error::Memory { what: "tensors".into(), bytes: at };
+        let total = usize::try_from(at).map_err(|_| too_big())?;
+        // Positions are below `total`, which fits.
+        let placed = placed.into_iter().map(|p| p as usize).collect();
+        Ok(Layout { chosen, runs, placed, total })
+    }
+
+    /// Reads `layout`'s runs into `buf` (`layout.total` bytes, its start
+    /// aligned to [`Layout::ALIGN`]) and checks the checksums if
+    /// verification is on; how many were checked.
+    pub(crate) fn read_layout(&self, layout: &Layout<'_>, buf: &mut [u8]) -> Result<usize> {
         let o = &self.options;
-        for &(off, len, pos) in &runs {
+        for &(off, len, pos) in &layout.runs {
             let (pos, len) = (pos as usize, len as usize);
             self.source.read_into(off, &mut buf[pos..pos + len], o.threads, o.chunk_bytes)?;
         }
-        let checked = if verify {
-            let items: Vec<(&TensorInfo, &[u8])> = chosen
-                .iter()
-                .zip(&placed)
-                .map(|(t, &p)| (*t, &buf[p as usize..(p + t.len()) as usize]))
-                .collect();
-            self.check_all(&items)?
-        } else {
-            0
-        };
-        let b = out.buffers.len();
-        for (t, p) in chosen.into_iter().zip(placed) {
-            out.index.insert(t.name.clone(), out.entries.len());
-            out.entries.push(Entry { info: t.clone(), buffer: b, at: p as usize });
+        if !o.verify {
+            return Ok(0);
         }
-        out.buffers.push(Backing::Owned(buf));
-        Ok(checked)
+        let items: Vec<(&TensorInfo, &[u8])> = layout
+            .chosen
+            .iter()
+            .zip(&layout.placed)
+            .map(|(t, &p)| (*t, &buf[p..p + t.len() as usize]))
+            .collect();
+        self.check_all(&items)
     }
 
     /// Compares `t`'s stored CRC32C (if any) with `actual()`; whether it
@@ -432,6 +436,46 @@ impl Checkpoint {
         });
         failed.into_result(items.iter().filter(|(t, _)| t.crc32c.is_some()).count())
     }
+}
+
+/// Runs `work` on a new thread of its own; the future waits for its result
+/// without blocking the executor that polls it (any runtime, or none).
+pub(crate) fn on_thread<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+    let (tx, rx) = flume::bounded(1);
+    let started = std::thread::Builder::new().name("rf-ckpt-load".into()).spawn(move || {
+        let _ = tx.send(work());
+    });
+    let path = path.to_path_buf();
+    async move {
+        if let Err(e) = started {
+            return Err(Error::io("start a loader thread for", path, e));
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or_else(|_| Err(Error::Config("the loader thread ended without a result".into())))
+    }
+}
+
+/// The tensors a load reads and where they go in its buffer.
+#[derive(Debug)]
+pub(crate) struct Layout<'c> {
+    /// The tensors, in file order.
+    pub(crate) chosen: Vec<&'c TensorInfo>,
+    /// (file offset, length, buffer position) of each run of neighbours.
+    runs: Vec<(u64, u64, u64)>,
+    /// Each chosen tensor's position in the buffer.
+    pub(crate) placed: Vec<usize>,
+    /// The buffer's length.
+    pub(crate) total: usize,
+}
+
+impl Layout<'_> {
+    /// Alignment of the buffer's start (and of each run's position modulo
+    /// it): the largest direct-I/O alignment file systems ask for.
+    pub(crate) const ALIGN: usize = 4096;
 }
 
 #[derive(Debug)]

@@ -9,6 +9,7 @@
 //! leaves the previous file at the target untouched; a failed save (a
 //! full disk) removes its temporary file and returns the error.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -24,13 +25,24 @@ use crate::error::{Error, Result};
 use crate::first_error::FirstError;
 use crate::header::{self, DATA_ALIGN};
 
-/// A tensor to save: its name, dtype, shape and little-endian bytes.
-#[derive(Debug, Clone, Copy)]
+/// A tensor to save: its name, dtype, shape and little-endian bytes
+/// (borrowed, or with the `tch` feature a libtorch tensor's, copied from
+/// it straight into the write buffers).
+#[derive(Debug, Clone)]
 pub struct TensorRef<'a> {
     name: &'a str,
     dtype: Dtype,
-    shape: &'a [u64],
-    bytes: &'a [u8],
+    shape: Cow<'a, [u64]>,
+    data: Data<'a>,
+}
+
+/// Where a [`TensorRef`]'s bytes are.
+#[derive(Debug, Clone, Copy)]
+enum Data<'a> {
+    Bytes(&'a [u8]),
+    /// A contiguous libtorch tensor on any device, and its byte count.
+    #[cfg(feature = "tch")]
+    Tch(&'a tch::Tensor, u64),
 }
 
 impl<'a> TensorRef<'a> {
@@ -45,7 +57,19 @@ impl<'a> TensorRef<'a> {
                 bytes.len()
             )));
         }
-        Ok(TensorRef { name, dtype, shape, bytes })
+        Ok(TensorRef { name, dtype, shape: Cow::Borrowed(shape), data: Data::Bytes(bytes) })
+    }
+
+    /// A libtorch tensor to save (feature `tch`): contiguous, on any device
+    /// (a CUDA tensor is copied to the host piece by piece), of a kind
+    /// safetensors names ([`Dtype::from_kind`]). Its bytes are copied once,
+    /// into the save's write buffers (an [`AsyncSaver`](crate::AsyncSaver)'s
+    /// staging memory), and never borrowed as a slice: libtorch memory may
+    /// be reached by other handles of the same tensor.
+    #[cfg(feature = "tch")]
+    pub fn from_tch(name: &'a str, tensor: &'a tch::Tensor) -> Result<TensorRef<'a>> {
+        let (dtype, shape, bytes) = crate::torch::describe(name, tensor)?;
+        Ok(TensorRef { name, dtype, shape: Cow::Owned(shape), data: Data::Tch(tensor, bytes) })
     }
 
     /// The tensor's name.
@@ -53,9 +77,68 @@ impl<'a> TensorRef<'a> {
         self.name
     }
 
-    /// Its bytes.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    /// Its dtype.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        match self.data {
+            Data::Bytes(b) => b.len() as u64,
+            #[cfg(feature = "tch")]
+            Data::Tch(_, n) => n,
+        }
+    }
+
+    /// Whether it has no bytes (a dimension is 0).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its bytes as one thread copies them.
+    pub(crate) fn source(&self) -> Source<'a> {
+        match self.data {
+            Data::Bytes(b) => Source::Bytes(b),
+            #[cfg(feature = "tch")]
+            Data::Tch(t, _) => Source::Tch(t.shallow_clone()),
+        }
+    }
+}
+
+/// A tensor's bytes as one thread copies them: a libtorch tensor through a
+/// handle of that thread's own (tch's tensors may move between threads but
+/// not be shared by them).
+#[derive(Debug)]
+pub(crate) enum Source<'a> {
+    Bytes(&'a [u8]),
+    #[cfg(feature = "tch")]
+    Tch(tch::Tensor),
+}
+
+impl Source<'_> {
+    /// Each tensor's source, for one thread.
+    pub(crate) fn all<'a>(tensors: &[TensorRef<'a>]) -> Vec<Source<'a>> {
+        tensors.iter().map(TensorRef::source).collect()
+    }
+
+    /// Copies bytes `[from, from + dst.len())` into `dst` (`path` names
+    /// the file in a libtorch error).
+    #[cfg_attr(not(feature = "tch"), allow(unused_variables))]
+    fn copy_to(&self, from: u64, dst: &mut [u8], path: &Path) -> Result<()> {
+        match self {
+            Source::Bytes(b) => {
+                dst.copy_from_slice(&b[from as usize..from as usize + dst.len()]);
+                Ok(())
+            }
+            #[cfg(feature = "tch")]
+            Source::Tch(t) => crate::torch::copy_bytes(t, from, dst, path),
+        }
     }
 }
 
@@ -147,16 +230,19 @@ pub struct Saved {
 /// module docs). Names must be unique.
 pub fn save(path: impl AsRef<Path>, tensors: &[TensorRef<'_>], options: &SaveOptions) -> Result<Saved> {
     options.check()?;
-    let plan = Plan::new(tensors, options)?;
+    let plan = Plan::new(tensors, options, path.as_ref())?;
     let target = Target::create(path.as_ref(), options.direct_io)?;
     let chunk = options.chunk_bytes as u64;
     let chunks = plan.data_len.div_ceil(chunk) as usize;
     let next = AtomicUsize::new(0);
     let pieces: Mutex<Vec<Piece>> = Mutex::new(Vec::new());
     let failed = FirstError::default();
+    let (next, pieces_ref, failed_ref, plan_ref, target_ref) = (&next, &pieces, &failed, &plan, &target);
     std::thread::scope(|s| {
         for _ in 0..options.threads.min(chunks).max(1) {
-            s.spawn(|| {
+            let sources = Source::all(tensors);
+            s.spawn(move || {
+                let (plan, target, failed, pieces) = (plan_ref, target_ref, failed_ref, pieces_ref);
                 let mut staging: Option<AlignedBuf> = None;
                 let mut mine = Vec::new();
                 loop {
@@ -170,8 +256,8 @@ pub fn save(path: impl AsRef<Path>, tensors: &[TensorRef<'_>], options: &SaveOpt
                             Some(b) => staging.insert(b),
                             None => {
                                 fail(
-                                    &failed,
-                                    &next,
+                                    failed,
+                                    next,
                                     chunks,
                                     Error::Memory { what: "a staging buffer".into(), bytes: chunk },
                                 );
@@ -180,10 +266,16 @@ pub fn save(path: impl AsRef<Path>, tensors: &[TensorRef<'_>], options: &SaveOpt
                         },
                     };
                     let from = k as u64 * chunk;
-                    let len = plan.copy_chunk(tensors, from, buf);
+                    let len = match plan.copy_chunk(&sources, from, buf) {
+                        Ok(len) => len,
+                        Err(e) => {
+                            fail(failed, next, chunks, e);
+                            break;
+                        }
+                    };
                     mine.extend(plan.crc_pieces(from, &buf[..len]));
                     if let Err(e) = target.write_chunk(buf, len, plan.head_len + from) {
-                        fail(&failed, &next, chunks, e);
+                        fail(failed, next, chunks, e);
                         break;
                     }
                 }
@@ -239,20 +331,23 @@ pub(crate) struct Plan {
     lens: Vec<u64>,
     metadata: BTreeMap<String, String>,
     checksums: bool,
+    /// The file being saved, for errors.
+    path: PathBuf,
     /// Bytes of the 8-byte prefix + header (a multiple of `DATA_ALIGN`).
     pub(crate) head_len: u64,
     pub(crate) data_len: u64,
 }
 
 impl Plan {
-    pub(crate) fn new(tensors: &[TensorRef<'_>], options: &SaveOptions) -> Result<Plan> {
+    pub(crate) fn new(tensors: &[TensorRef<'_>], options: &SaveOptions, path: &Path) -> Result<Plan> {
         let mut at = 0u64;
         let mut plan = Plan {
             names: tensors.iter().map(|t| t.name.to_owned()).collect(),
             dtypes: tensors.iter().map(|t| t.dtype).collect(),
             shapes: tensors.iter().map(|t| t.shape.to_vec()).collect(),
+            path: path.to_path_buf(),
             starts: Vec::with_capacity(tensors.len()),
-            lens: tensors.iter().map(|t| t.bytes.len() as u64).collect(),
+            lens: tensors.iter().map(TensorRef::len).collect(),
             metadata: options.metadata.clone(),
             checksums: options.checksums,
             head_len: 0,
@@ -286,15 +381,16 @@ impl Plan {
 
     /// Copies data bytes `[from, from + chunk)` (tensors back to back) into
     /// `buf`; the number of bytes (less than `buf.len()` only at the end).
-    pub(crate) fn copy_chunk(&self, tensors: &[TensorRef<'_>], from: u64, buf: &mut [u8]) -> usize {
+    pub(crate) fn copy_chunk(&self, sources: &[Source<'_>], from: u64, buf: &mut [u8]) -> Result<usize> {
         let to = (from + buf.len() as u64).min(self.data_len);
+        let mut result = Ok(());
         self.each_piece(from, to, |i, a, b| {
-            let bytes = tensors[i].bytes;
-            let s = self.starts[i];
-            buf[(a - from) as usize..(b - from) as usize]
-                .copy_from_slice(&bytes[(a - s) as usize..(b - s) as usize]);
+            if result.is_ok() {
+                let dst = &mut buf[(a - from) as usize..(b - from) as usize];
+                result = sources[i].copy_to(a - self.starts[i], dst, &self.path);
+            }
         });
-        (to - from) as usize
+        result.map(|()| (to - from) as usize)
     }
 
     /// The CRC32C of each tensor piece in `chunk` (the data at `from`).
@@ -456,7 +552,7 @@ mod tests {
             TensorRef::new("e", Dtype::F32, &[0], &[]).unwrap(),
             TensorRef::new("c", Dtype::U8, &[20_000], &c).unwrap(),
         ];
-        let plan = Plan::new(&ts, &SaveOptions::default()).unwrap();
+        let plan = Plan::new(&ts, &SaveOptions::default(), Path::new("t")).unwrap();
         assert_eq!((plan.data_len, plan.head_len % DATA_ALIGN), (30_003, 0));
         for chunk in [1usize, 7, 4096, 10_003, 40_000] {
             let mut image = Vec::new();
@@ -464,7 +560,7 @@ mod tests {
             let mut buf = vec![0u8; chunk];
             let mut from = 0u64;
             while from < plan.data_len {
-                let n = plan.copy_chunk(&ts, from, &mut buf);
+                let n = plan.copy_chunk(&Source::all(&ts), from, &mut buf).unwrap();
                 pieces.extend(plan.crc_pieces(from, &buf[..n]));
                 image.extend_from_slice(&buf[..n]);
                 from += n as u64;

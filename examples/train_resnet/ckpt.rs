@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ringfeed::LoaderState;
-use ringfeed::tch::{Device, Kind, Tensor};
-use ringfeed_ckpt::{AsyncSaver, CheckpointDir, Dtype, SaveHandle, SaveOptions, TensorRef};
+use ringfeed::tch::{Device, Tensor};
+use ringfeed_ckpt::{AsyncSaver, CheckpointDir, SaveHandle, SaveOptions, TensorRef};
 
 /// Metadata keys of the loader state and the step.
 const LOADER_KEY: &str = "ringfeed.loader_state";
@@ -21,29 +21,6 @@ pub(crate) struct Saver {
     dir: CheckpointDir,
     saver: AsyncSaver,
     pending: Option<SaveHandle>,
-}
-
-/// A tensor's dtype in a safetensors file.
-fn dtype_of(kind: Kind) -> Result<Dtype> {
-    Ok(match kind {
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        Kind::Half => Dtype::F16,
-        Kind::BFloat16 => Dtype::BF16,
-        Kind::Int64 => Dtype::I64,
-        Kind::Int => Dtype::I32,
-        Kind::Uint8 => Dtype::U8,
-        Kind::Bool => Dtype::Bool,
-        other => bail!("no safetensors dtype for {other:?}"),
-    })
-}
-
-/// A tensor's bytes on the CPU (a copy: a CUDA tensor comes down first).
-fn bytes_of(t: &Tensor) -> Result<Vec<u8>> {
-    let t = t.to_device(Device::Cpu).contiguous();
-    let mut out = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-    t.f_copy_data_u8(&mut out, t.numel())?;
-    Ok(out)
 }
 
 impl Saver {
@@ -68,17 +45,14 @@ impl Saver {
         step: u64,
     ) -> Result<()> {
         self.wait()?;
-        let mut owned = Vec::new();
-        for (prefix, set) in [("model.", params), ("optim.momentum.", momentum)] {
-            for (name, t) in set {
-                let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
-                owned.push((format!("{prefix}{name}"), dtype_of(t.kind())?, shape, bytes_of(t)?));
-            }
-        }
-        let refs: Vec<TensorRef<'_>> = owned
-            .iter()
-            .map(|(n, d, s, b)| TensorRef::new(n, *d, s, b))
-            .collect::<ringfeed_ckpt::Result<_>>()?;
+        let names: Vec<(String, &Tensor)> = [("model.", params), ("optim.momentum.", momentum)]
+            .into_iter()
+            .flat_map(|(prefix, set)| set.iter().map(move |(name, t)| (format!("{prefix}{name}"), t)))
+            .collect();
+        // Copied once, by the saver, from libtorch's memory (a CUDA tensor
+        // comes down piece by piece) into its staging buffers.
+        let refs: Vec<TensorRef<'_>> =
+            names.iter().map(|(n, t)| TensorRef::from_tch(n, t)).collect::<ringfeed_ckpt::Result<_>>()?;
         let options = SaveOptions::default()
             .metadata(LOADER_KEY, loader.to_json())
             .metadata(STEP_KEY, step.to_string());
@@ -112,22 +86,8 @@ pub(crate) fn restore(dir: &Path) -> Result<Restored> {
     let loader = LoaderState::from_json(
         ckpt.metadata().get(LOADER_KEY).context("no loader state in the checkpoint")?,
     )?;
-    let loaded = ckpt.load()?;
-    let mut tensors = BTreeMap::new();
-    for t in loaded.iter() {
-        let kind = match t.dtype() {
-            Dtype::F32 => Kind::Float,
-            Dtype::F64 => Kind::Double,
-            Dtype::F16 => Kind::Half,
-            Dtype::BF16 => Kind::BFloat16,
-            Dtype::I64 => Kind::Int64,
-            Dtype::I32 => Kind::Int,
-            Dtype::U8 => Kind::Uint8,
-            Dtype::Bool => Kind::Bool,
-            other => bail!("tensor {} has dtype {other}, which this example does not restore", t.name()),
-        };
-        let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-        tensors.insert(t.name().to_owned(), Tensor::f_from_data_size(t.bytes(), &shape, kind)?);
-    }
+    // Read with direct I/O straight into libtorch memory (pinned when CUDA
+    // is available), checksums checked.
+    let tensors = ckpt.load_tch(Device::Cpu)?.into_iter().collect();
     Ok(Restored { step, loader, tensors })
 }

@@ -206,7 +206,7 @@ pub(crate) enum Storage {
     Bytes(Bytes),
     /// A libtorch tensor.
     #[cfg(feature = "tch")]
-    Tensor(crate::sys::tensor::TensorSlab),
+    Tensor(ringfeed_tensor::TensorSlab),
 }
 
 impl Images {
@@ -343,7 +343,7 @@ pub(crate) enum ImageBuf {
     /// decode their shares into, joined back without copying.
     Shared(bytes::BytesMut),
     #[cfg(feature = "tch")]
-    Tensor(crate::sys::tensor::TensorSlab),
+    Tensor(ringfeed_tensor::TensorSlab),
 }
 
 /// A libtorch tensor for `shape` values of `dtype`; libtorch's refusal is
@@ -353,9 +353,10 @@ fn tensor_slab(
     shape: [usize; 4],
     dtype: ImageDtype,
     huge_pages: bool,
-) -> crate::Result<crate::sys::tensor::TensorSlab> {
+) -> crate::Result<ringfeed_tensor::TensorSlab> {
     let kind = if dtype == ImageDtype::U8 { tch::Kind::Uint8 } else { tch::Kind::Float };
-    crate::sys::tensor::TensorSlab::new(&shape, kind, huge_pages).map_err(crate::Error::Tensor)
+    ringfeed_tensor::TensorSlab::new(&shape, kind, huge_pages)
+        .map_err(|e| crate::Error::Tensor(e.to_string()))
 }
 
 impl ImageBuf {
@@ -574,7 +575,7 @@ pub(crate) fn finish_images(
         ImageBuf::Shared(b) => Storage::Bytes(b.freeze().slice(..kept * slot)),
         #[cfg(feature = "tch")]
         ImageBuf::Tensor(mut t) => {
-            t.keep_rows(kept).map_err(crate::Error::Tensor)?;
+            t.keep_rows(kept).map_err(|e| crate::Error::Tensor(e.to_string()))?;
             Storage::Tensor(t)
         }
     };

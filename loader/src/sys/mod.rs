@@ -1,6 +1,7 @@
 //! The crate's only `unsafe` code: thin wrappers over Linux system calls
-//! that std does not expose, and (feature `tch`) the byte view of the
-//! libtorch tensors that workers decode into. Each wrapper is safe to call.
+//! that std does not expose. Each wrapper is safe to call. The byte view of
+//! the libtorch tensors that workers decode into (feature `tch`) is
+//! `ringfeed-tensor`'s.
 //! The storage layer's system calls (opening regular files only, `statx`
 //! alignment, write-back, resource limits) are in `ringfeed-pack`'s
 //! `sys` module.
@@ -8,8 +9,6 @@
 use std::io;
 
 pub(crate) mod affinity;
-#[cfg(feature = "tch")]
-pub(crate) mod tensor;
 pub(crate) mod uring_probe;
 
 /// Restricts the calling thread to `cpus` (`sched_setaffinity`); the
@@ -30,10 +29,6 @@ pub(crate) fn pin_thread(cpus: &[usize]) -> io::Result<()> {
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
-
-/// One implementation for every crate: `ringfeed-io`'s (its SAFETY argument there).
-#[cfg(feature = "tch")]
-pub(crate) use ringfeed_pack::sys::advise_huge_pages;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
-//! Image batches in libtorch-owned memory: a worker allocates the batch's
-//! tensor, writes the decoded images straight into it through a byte view,
-//! and the consumer receives the same tensor, so nothing is copied.
+//! [`TensorSlab`]: a libtorch tensor being filled through a byte view (an
+//! image batch a loader's workers decode into, the tensors a checkpoint is
+//! read into), handed to its consumer as the same tensor, so nothing is
+//! copied.
 //!
 //! Soundness rests on two invariants:
 //!
@@ -38,6 +39,8 @@ use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::Error;
+
 /// `tensor_shim.cpp`.
 mod ffi {
     use std::ffi::{c_char, c_int};
@@ -61,23 +64,26 @@ mod ffi {
     }
 }
 
-/// A tensor being filled (see the module docs for the invariants).
+/// A tensor being filled: the only handle to a contiguous CPU tensor it
+/// allocated itself, zeroed before any view of it exists, viewed as bytes
+/// until [`into_tensor`](Self::into_tensor) gives it away.
 #[derive(Debug)]
-pub(crate) struct TensorSlab {
+pub struct TensorSlab {
     tensor: Tensor,
     /// Bytes of the tensor's elements, all initialised.
     len: usize,
 }
 
-/// Whether CUDA is usable, asked once: batches then live in pinned host
+/// Whether CUDA is usable, asked once: slabs then live in pinned host
 /// memory, which copies to the GPU asynchronously and at full speed.
-fn pinned() -> bool {
+pub fn pinned() -> bool {
     static PINNED: OnceLock<bool> = OnceLock::new();
     *PINNED.get_or_init(tch::Cuda::is_available)
 }
 
-/// This process's CUDA device: torchrun's `LOCAL_RANK`, read once.
-fn cuda_device() -> Device {
+/// This process's CUDA device: torchrun's `LOCAL_RANK`, read once (0 when
+/// unset).
+pub fn cuda_device() -> Device {
     static RANK: OnceLock<usize> = OnceLock::new();
     Device::Cuda(*RANK.get_or_init(|| parse_local_rank(std::env::var("LOCAL_RANK").ok().as_deref())))
 }
@@ -163,17 +169,23 @@ impl TensorSlab {
     /// A new tensor of `shape` and `kind`, all zeros: in pinned memory for
     /// this process's device ([`cuda_device`]) when CUDA is available, else
     /// on transparent huge pages if `huge_pages` and it is large.
-    pub(crate) fn new(shape: &[usize], kind: Kind, huge_pages: bool) -> Result<Self, String> {
-        let too_large = || format!("tensor shape {shape:?} is too large");
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a shape whose byte count overflows, and
+    /// [`Error::Allocate`] when libtorch refuses (its message included).
+    pub fn new(shape: &[usize], kind: Kind, huge_pages: bool) -> Result<Self, Error> {
+        let too_large = || Error::TooLarge { shape: shape.to_vec() };
         let dims = shape.iter().map(|&d| i64::try_from(d)).collect::<Result<Vec<_>, _>>();
         let dims = dims.map_err(|_| too_large())?;
         let len = shape.iter().try_fold(kind.elt_size_in_bytes(), |n, &d| n.checked_mul(d));
         // A slice may not exceed isize::MAX bytes.
         let len = len.filter(|&n| isize::try_from(n).is_ok()).ok_or_else(too_large)?;
         let pin = pinned().then(cuda_device);
-        let tensor = allocate(&dims, kind, pin).map_err(|e| match pin {
-            None => format!("libtorch cannot allocate a {shape:?} tensor: {e}"),
-            Some(d) => format!("libtorch cannot allocate a {shape:?} tensor in pinned memory for {d:?}: {e}"),
+        let tensor = allocate(&dims, kind, pin).map_err(|reason| Error::Allocate {
+            shape: shape.to_vec(),
+            pinned_for: pin,
+            reason,
         })?;
         // What the byte view relies on, checked rather than assumed.
         if tensor.device() != Device::Cpu
@@ -181,7 +193,7 @@ impl TensorSlab {
             || !tensor.is_contiguous()
             || tensor.numel() * kind.elt_size_in_bytes() != len
         {
-            return Err(format!("libtorch returned an unexpected tensor for {shape:?}"));
+            return Err(Error::Unexpected { shape: shape.to_vec() });
         }
         if len > 0 {
             let start = tensor.data_ptr().cast::<u8>();
@@ -193,7 +205,7 @@ impl TensorSlab {
                 // 768k faults and 40% less system time (7% less CPU in
                 // all). Advised before the zeroing below, which takes the
                 // faults.
-                let _ = super::advise_huge_pages(start as usize, len);
+                let _ = ringfeed_io::advise_huge_pages(start as usize, len);
             }
             // SAFETY: `start` is the first of the `len` bytes of a
             // contiguous CPU tensor (checked above), allocated while
@@ -208,7 +220,7 @@ impl TensorSlab {
     }
 
     /// The tensor's memory.
-    pub(crate) fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
         }
@@ -221,7 +233,7 @@ impl TensorSlab {
     }
 
     /// The tensor's memory, for writing.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
         if self.len == 0 {
             return &mut [];
         }
@@ -232,20 +244,24 @@ impl TensorSlab {
 
     /// Keeps the first `rows` entries of dimension 0 (a view of the same
     /// memory; the old handle is dropped, so the view stays the only one).
-    pub(crate) fn keep_rows(&mut self, rows: usize) -> Result<(), String> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rows`] when `rows` is more than the tensor has.
+    pub fn keep_rows(&mut self, rows: usize) -> Result<(), Error> {
         let total = usize::try_from(self.tensor.size().first().copied().unwrap_or(0)).unwrap_or(0);
         if rows > total {
-            return Err(format!("cannot keep {rows} of {total} rows"));
+            return Err(Error::Rows { rows, total });
         }
-        let length = i64::try_from(rows).map_err(|e| e.to_string())?;
-        let narrowed = self.tensor.f_narrow(0, 0, length).map_err(|e| e.to_string())?;
+        let length = i64::try_from(rows).map_err(|_| Error::Rows { rows, total })?;
+        let narrowed = self.tensor.f_narrow(0, 0, length).map_err(|e| Error::Tch(e.to_string()))?;
         self.len = self.len.checked_div(total).map_or(0, |per_row| per_row * rows);
         self.tensor = narrowed;
         Ok(())
     }
 
     /// The tensor, for the consumer to own.
-    pub(crate) fn into_tensor(self) -> Tensor {
+    pub fn into_tensor(self) -> Tensor {
         self.tensor
     }
 }
@@ -346,14 +362,14 @@ mod tests {
     fn absurd_shapes_are_errors_not_crashes() {
         // Fits Rust's checks (4 EiB < isize::MAX); libtorch refuses it, and
         // the shim turns its C++ exception into an error.
-        let e = TensorSlab::new(&[1 << 62], Kind::Uint8, false).unwrap_err();
+        let e = TensorSlab::new(&[1 << 62], Kind::Uint8, false).unwrap_err().to_string();
         println!("{e}");
         assert!(e.starts_with("libtorch cannot allocate a [4611686018427387904] tensor"), "{e}");
         assert!(e.len() > "libtorch cannot allocate a [4611686018427387904] tensor: ".len(), "{e}");
         // Caught in Rust: a dimension past i64, and a byte count past usize.
-        let e = TensorSlab::new(&[usize::MAX], Kind::Uint8, false).unwrap_err();
+        let e = TensorSlab::new(&[usize::MAX], Kind::Uint8, false).unwrap_err().to_string();
         assert!(e.contains("too large"), "{e}");
-        let e = TensorSlab::new(&[1 << 40, 1 << 40], Kind::Float, false).unwrap_err();
+        let e = TensorSlab::new(&[1 << 40, 1 << 40], Kind::Float, false).unwrap_err().to_string();
         assert!(e.contains("too large"), "{e}");
     }
 
@@ -420,14 +436,14 @@ mod tests {
     fn huge_page_advice_takes_any_range() {
         // Unmapped (page 0), empty, wrapping past the top: errors or
         // nothing, never a crash.
-        let _ = super::super::advise_huge_pages(0, 1 << 20);
-        assert!(super::super::advise_huge_pages(4096, 0).is_ok());
-        assert!(super::super::advise_huge_pages(usize::MAX - 100, 1000).is_ok());
+        let _ = ringfeed_io::advise_huge_pages(0, 1 << 20);
+        assert!(ringfeed_io::advise_huge_pages(4096, 0).is_ok());
+        assert!(ringfeed_io::advise_huge_pages(usize::MAX - 100, 1000).is_ok());
     }
 
     /// Prints what zeroing a `[64, 3, 224, 224]` f32 batch costs; compare
     /// with the ~96 ms (64 × 1.5 ms) its decodes take on one core. Run:
-    /// `cargo test --release -p ringfeed --features tch --lib zeroing_cost -- --ignored --nocapture`.
+    /// `cargo test --release -p ringfeed-tensor --features tch --lib zeroing_cost -- --ignored --nocapture`.
     #[test]
     #[ignore = "prints timings"]
     fn zeroing_cost() {
