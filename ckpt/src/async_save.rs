@@ -21,7 +21,9 @@ use crate::save::{Piece, Plan, SaveOptions, Saved, Target, TensorRef};
 /// computed by the writer, not the caller). Memory is the staging
 /// capacity, fixed at construction and reused by every save: a checkpoint
 /// larger than it still saves, the copy then waiting for the writer to
-/// free buffers. A second save waits until the first is on disk.
+/// free buffers. A second save waits until the first is on disk. The
+/// file's space is allocated before the copy, so a full disk is usually
+/// `save`'s own error; errors met while writing arrive through the handle.
 ///
 /// ```
 /// use ringfeed_ckpt::{AsyncSaver, Checkpoint, Dtype, SaveOptions, TensorRef};
@@ -136,7 +138,7 @@ impl AsyncSaver {
             let _ = previous.recv(); // Err: the writer is gone, also done
         }
         let plan = Plan::new(tensors, options, path.as_ref())?;
-        let target = Target::create(path.as_ref(), options.direct_io)?;
+        let target = Target::create(path.as_ref(), options.direct_io, plan.head_len + plan.data_len)?;
         let (jobs_tx, jobs_rx) = flume::unbounded::<Job>();
         let (result_tx, result_rx) = flume::bounded(1);
         let (done_tx, done_rx) = flume::bounded(1);
@@ -252,7 +254,7 @@ mod tests {
         let ts = [TensorRef::new("t", Dtype::U8, &[3 * 4096], &data).unwrap()];
         let options = SaveOptions::default().chunk_bytes(4096);
         let plan = Plan::new(&ts, &options, &path).unwrap();
-        let target = Target::create(&path, true).unwrap();
+        let target = Target::create(&path, true, plan.head_len + plan.data_len).unwrap();
         let (jobs_tx, jobs_rx) = flume::unbounded();
         let (free_tx, free_rx) = flume::unbounded();
         let sources = crate::save::Source::all(&ts);

@@ -69,6 +69,9 @@ pub(crate) struct BenchArgs {
     /// plain copy of the tensors).
     #[arg(long)]
     save_to: Option<PathBuf>,
+    /// With --save-to: writes in flight (threads writing).
+    #[arg(long, default_value_t = 2)]
+    save_threads: usize,
     /// With --save-to: save with AsyncSaver.
     #[arg(long = "async")]
     asynchronous: bool,
@@ -232,7 +235,12 @@ fn bench_save(a: &BenchArgs, target: &Path, mut out: Out) -> Result<ExitCode> {
         .iter()
         .map(|t| TensorRef::new(t.name(), t.dtype(), t.shape(), t.bytes()))
         .collect::<Result<_, _>>()?;
-    let options = SaveOptions::default().direct_io(a.io == "direct").metadata("format", "pt");
+    let chunk = usize::try_from(a.chunk).map_err(|_| anyhow::anyhow!("--chunk is too large"))?;
+    let options = SaveOptions::default()
+        .direct_io(a.io == "direct")
+        .threads(a.save_threads)
+        .chunk_bytes(chunk)
+        .metadata("format", "pt");
     // A plain copy of every tensor into memory already touched: what the
     // caller of an async save is compared against.
     let mut copy: Vec<Vec<u8>> = views.iter().map(|t| vec![1u8; t.bytes().len()]).collect();
