@@ -1,8 +1,9 @@
 //! libtorch tensors (feature `tch`): checkpoints read straight into
 //! tensors, and tensors saved without a copy of their own.
 //!
-//! A load reads the chosen tensors into one libtorch byte tensor (a
-//! [`TensorSlab`], in pinned host memory when CUDA is available), checks
+//! A load reads the chosen tensors into one block of memory that becomes a
+//! libtorch byte tensor (ringfeed's own aligned memory handed over with a
+//! deleter, or, when CUDA is available, a pinned [`TensorSlab`]), checks
 //! their checksums there, copies that whole region to the device in one
 //! transfer when a device is asked for, and returns a typed view of it per
 //! tensor. The views share one storage: memory is freed when the last of
@@ -115,20 +116,8 @@ impl Checkpoint {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // Room to start the region at the alignment whatever address
-        // libtorch returns (its CPU allocator aligns to 64 bytes).
-        let len = layout.total + Layout::ALIGN;
-        let mut slab = TensorSlab::new(&[len], Kind::Uint8, true).map_err(|e| match e {
-            ringfeed_tensor::Error::Allocate { .. } => Error::Memory {
-                what: format!("the tensors of {} ({e})", self.path().display()),
-                bytes: len as u64,
-            },
-            e => Error::Tensor(tch::TchError::Torch(e.to_string())),
-        })?;
-        let bytes = slab.bytes_mut();
-        let pad = (Layout::ALIGN - bytes.as_ptr() as usize % Layout::ALIGN) % Layout::ALIGN;
-        self.read_layout(&layout, &mut bytes[pad..pad + layout.total])?;
-        let host = slab.into_tensor().f_narrow(0, pad as i64, layout.total as i64)?;
+        let host =
+            if ringfeed_tensor::pinned() { self.read_pinned(&layout)? } else { self.read_owned(&layout)? };
         let region = match device {
             Device::Cpu => host,
             _ => host.f_to_device_(device, Kind::Uint8, false, false)?,
@@ -178,6 +167,41 @@ impl ShardedCheckpoint {
     }
 }
 
+impl Checkpoint {
+    /// Reads `layout` into ordinary memory of ringfeed's own (calloc's
+    /// fresh pages, faulted in by the reads), then hands it to libtorch:
+    /// no copy, no zeroing pass.
+    fn read_owned(&self, layout: &Layout<'_>) -> Result<Tensor> {
+        let mut buf =
+            ringfeed_io::AlignedBuf::zeroed(layout.total, Layout::ALIGN).ok_or_else(|| Error::Memory {
+                what: format!("the tensors of {}", self.path().display()),
+                bytes: layout.total as u64,
+            })?;
+        self.read_layout(layout, &mut buf)?;
+        ringfeed_tensor::tensor_from_aligned(buf)
+            .map_err(|e| Error::Tensor(tch::TchError::Torch(e.to_string())))
+    }
+
+    /// Reads `layout` into pinned host memory libtorch allocates (it is
+    /// zeroed once before the reads: the price of viewing it as bytes).
+    fn read_pinned(&self, layout: &Layout<'_>) -> Result<Tensor> {
+        // Room to start the region at the alignment whatever address
+        // libtorch returns.
+        let len = layout.total + Layout::ALIGN;
+        let mut slab = TensorSlab::new(&[len], Kind::Uint8, false).map_err(|e| match e {
+            ringfeed_tensor::Error::Allocate { .. } => Error::Memory {
+                what: format!("the tensors of {} ({e})", self.path().display()),
+                bytes: len as u64,
+            },
+            e => Error::Tensor(tch::TchError::Torch(e.to_string())),
+        })?;
+        let bytes = slab.bytes_mut();
+        let pad = (Layout::ALIGN - bytes.as_ptr() as usize % Layout::ALIGN) % Layout::ALIGN;
+        self.read_layout(layout, &mut bytes[pad..pad + layout.total])?;
+        Ok(slab.into_tensor().f_narrow(0, pad as i64, layout.total as i64)?)
+    }
+}
+
 /// A clear error for a device this process cannot use.
 fn check_device(device: Device) -> Result<()> {
     match device {
@@ -212,4 +236,39 @@ pub(crate) fn describe(name: &str, tensor: &Tensor) -> Result<(Dtype, Vec<u64>, 
     let shape: Vec<u64> = tensor.size().iter().map(|&d| d as u64).collect();
     let bytes = tensor.numel() as u64 * kind.elt_size_in_bytes() as u64;
     Ok((dtype, shape, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::save::{SaveOptions, TensorRef, save};
+
+    /// Both ways to host memory give the same bytes (on a machine without
+    /// CUDA the slab is ordinary memory, so both run everywhere).
+    #[test]
+    fn owned_and_slab_memory_read_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let a: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let b: Vec<u8> = (0..3u8).collect();
+        let ts = [
+            TensorRef::new("a", Dtype::U8, &[10_000], &a).unwrap(),
+            TensorRef::new("b", Dtype::U8, &[3], &b).unwrap(),
+            TensorRef::new("c", Dtype::U8, &[10_000], &a).unwrap(),
+        ];
+        save(&path, &ts, &SaveOptions::default()).unwrap();
+        let ckpt = Checkpoint::open(&path).unwrap();
+        for keep in [&(|_: &str| true) as &dyn Fn(&str) -> bool, &|n: &str| n != "b"] {
+            let layout = ckpt.layout(keep).unwrap();
+            let owned = ckpt.read_owned(&layout).unwrap();
+            let slab = ckpt.read_pinned(&layout).unwrap();
+            assert_eq!(owned.size(), [layout.total as i64]);
+            assert!(owned.equal(&slab));
+            for (t, &at) in layout.chosen.iter().zip(&layout.placed) {
+                let want = if t.name == "b" { &b } else { &a };
+                let got = owned.narrow(0, at as i64, t.len() as i64);
+                assert!(got.equal(&Tensor::from_slice(want)), "{}", t.name);
+            }
+        }
+    }
 }

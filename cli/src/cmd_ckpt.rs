@@ -69,6 +69,10 @@ pub(crate) struct BenchArgs {
     /// plain copy of the tensors).
     #[arg(long)]
     save_to: Option<PathBuf>,
+    /// Load into libtorch tensors (`Checkpoint::load_tch`, on the CPU,
+    /// pinned when CUDA is available; needs a build with `--features tch`).
+    #[arg(long)]
+    tensors: bool,
     /// With --save-to: writes in flight (threads writing).
     #[arg(long, default_value_t = 2)]
     save_threads: usize,
@@ -118,6 +122,21 @@ fn drop_caches() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--drop-caches: cannot write /proc/sys/vm/drop_caches (root only): {e}"))
 }
 
+/// Loads into libtorch tensors: bytes and tensors loaded.
+#[cfg(feature = "tch")]
+fn load_tensors(ckpt: &Checkpoint) -> Result<(u64, usize)> {
+    let named = ckpt.load_tch(ringfeed::tch::Device::Cpu)?;
+    let bytes = named.iter().map(|(_, t)| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
+    Ok((bytes, named.len()))
+}
+
+#[cfg(not(feature = "tch"))]
+fn load_tensors(_: &Checkpoint) -> Result<(u64, usize)> {
+    anyhow::bail!(
+        "--tensors needs a ringfeed built with the tch feature (cargo build -p ringfeed-cli --features tch)"
+    )
+}
+
 fn bench(a: &BenchArgs) -> Result<ExitCode> {
     anyhow::ensure!((1..=64).contains(&a.procs), "--procs must be between 1 and 64");
     if a.drop_caches {
@@ -156,12 +175,14 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
     let obj = if a.procs == 1 {
         let started = Instant::now();
         let ckpt = open()?;
-        let tensors = ckpt.load()?;
+        let (bytes, count) =
+            if a.tensors { load_tensors(&ckpt)? } else { ckpt.load().map(|t| (t.bytes(), t.len()))? };
         let secs = started.elapsed().as_secs_f64();
-        json!({"procs": 1, "seconds": secs, "bytes": tensors.bytes(), "gb_per_s": tensors.bytes() as f64 / secs / 1e9,
+        json!({"procs": 1, "seconds": secs, "bytes": bytes, "gb_per_s": bytes as f64 / secs / 1e9,
                "direct_io": ckpt.direct_io().is_some(), "checksums_verified": a.verify && ckpt.has_checksums(),
-               "tensors": tensors.len()})
+               "tensors": count, "into": if a.tensors { "libtorch" } else { "aligned buffer" }})
     } else {
+        anyhow::ensure!(!a.tensors, "--tensors loads in one process (no --procs)");
         let shm_tmp;
         let shm = match &a.shm {
             Some(p) => p.clone(),

@@ -3,7 +3,10 @@
 //! so that it copies to the GPU asynchronously and at full speed), lets
 //! its owner write it as bytes, and hands over the same tensor. The image
 //! loader decodes batches into slabs; the checkpoint crate reads tensors
-//! into them with direct I/O. Nothing is copied on the way to torch.
+//! into them with direct I/O. [`tensor_from_aligned`] instead hands
+//! libtorch memory ringfeed allocated and filled itself (an `AlignedBuf`),
+//! with a deleter, for CPU tensors that need no pinning. Nothing is copied
+//! on the way to torch.
 //!
 //! Everything is behind the `tch` feature (libtorch 2.13.0, see
 //! `scripts/install-libtorch.sh`); without it the crate is empty. The one
@@ -29,9 +32,13 @@
 #[cfg(feature = "tch")]
 mod error;
 #[cfg(feature = "tch")]
+mod owned;
+#[cfg(feature = "tch")]
 mod slab;
 
 #[cfg(feature = "tch")]
 pub use crate::error::Error;
+#[cfg(feature = "tch")]
+pub use crate::owned::tensor_from_aligned;
 #[cfg(feature = "tch")]
 pub use crate::slab::{TensorSlab, cuda_device, pinned};

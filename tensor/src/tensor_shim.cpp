@@ -1,13 +1,14 @@
-// Allocates the libtorch tensors that workers decode batches into
-// (loader/src/sys/tensor.rs; compiled by loader/build.rs with feature
-// `tch`). tch 0.26 cannot allocate a tensor in pinned host memory: its
+// The two libtorch calls tch 0.26 lacks (src/slab.rs; compiled by build.rs
+// with feature `tch`): allocating a tensor in pinned host memory (tch's
 // `atg_empty` drops `pin_memory`, and `pin_memory()` allocates a second
-// tensor and copies. This is the one call it lacks, and nothing more.
+// tensor and copies), and a tensor over memory Rust hands over with a
+// deleter (tch's `from_blob` takes none, so the memory cannot be owned).
 //
 // Only light headers, so that the file compiles in seconds.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
@@ -16,7 +17,9 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <limits>
+#include <memory>
 
 // tensor.rs passes tch's `Kind` as the number tch itself passes for it
 // (`Kind::c_int`), which must be `c10::ScalarType`'s numbering; a libtorch
@@ -93,6 +96,41 @@ extern "C" at::Tensor *ringfeed_empty_tensor(const int64_t *sizes, std::size_t n
     set_error(err, err_len, e.what());
   } catch (...) {
     set_error(err, err_len, "unknown C++ exception");
+  }
+  return nullptr;
+}
+
+// A 1-D byte tensor over the `len` bytes at `data`, which it owns from now
+// on: when libtorch frees the storage (on whichever thread drops the last
+// reference) it calls `drop_owner(owner)` once. If no tensor can be made,
+// `drop_owner(owner)` has been called exactly once too when this returns
+// null (with the reason in `err`), so the caller never frees `owner`
+// itself. Never throws.
+extern "C" at::Tensor *ringfeed_tensor_from_owned(void *data, int64_t len, void *owner,
+                                                  void (*drop_owner)(void *), char *err,
+                                                  std::size_t err_len) noexcept {
+  // Whether the deleter ran: it is copied into the storage, and if making
+  // the tensor throws after that, the storage's destruction has run it.
+  const auto dropped = std::make_shared<bool>(false);
+  try {
+    std::function<void(void *)> deleter = [owner, drop_owner, dropped](void *) {
+      if (!*dropped) {
+        *dropped = true;
+        drop_owner(owner);
+      }
+    };
+    const auto options = at::TensorOptions().dtype(at::kByte).device(at::kCPU);
+    return new at::Tensor(at::from_blob(data, {len}, std::move(deleter), options));
+  } catch (const c10::Error &e) {
+    set_error(err, err_len, e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    set_error(err, err_len, e.what());
+  } catch (...) {
+    set_error(err, err_len, "unknown C++ exception");
+  }
+  if (!*dropped) {
+    *dropped = true;
+    drop_owner(owner);
   }
   return nullptr;
 }
