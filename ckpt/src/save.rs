@@ -5,7 +5,7 @@
 //! rename cannot cross file systems), its blocks allocated up front
 //! (`fallocate`: a full disk fails before any write, and ext4 runs direct
 //! writes into allocated blocks concurrently, extending ones one at a
-//! time: 0.68× fio's sequential write before, ~0.95× after), the data written first (a CRC32C per
+//! time: 0.68× fio's sequential write before, 0.90× after), the data written first (a CRC32C per
 //! tensor computed while it is copied), then the header (CRCs are 8 hex
 //! digits, so its length is known before they are), `fsync`, rename over
 //! the target, `fsync` of the directory. A crash or kill at any point

@@ -108,16 +108,7 @@ fn typed_views_filters_and_wrong_requests() {
 fn sharded_sets_load_as_one_and_hostile_indexes_are_refused() {
     let ts = tensors(1);
     let d = scratch();
-    let (first, second) = ts.split_at(4);
-    save(d.path().join("model-00001-of-00002.safetensors"), &refs(first), &SaveOptions::default()).unwrap();
-    save(d.path().join("model-00002-of-00002.safetensors"), &refs(second), &SaveOptions::default()).unwrap();
-    let map: serde_json::Map<String, serde_json::Value> = ts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            (t.name.clone(), format!("model-0000{}-of-00002.safetensors", if i < 4 { 1 } else { 2 }).into())
-        })
-        .collect();
+    let map = save_two_shards(d.path(), &ts, 4);
     let index = d.path().join("model.safetensors.index.json");
     let write_index = |map: &serde_json::Map<String, serde_json::Value>| {
         std::fs::write(

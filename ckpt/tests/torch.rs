@@ -125,14 +125,7 @@ fn a_dtype_tch_lacks_is_refused_before_reading() {
 fn sharded_sets_load_into_libtorch() {
     let ts = tensors(1);
     let d = scratch();
-    let (first, second) = ts.split_at(4);
-    save(d.path().join("a.safetensors"), &refs(first), &SaveOptions::default()).unwrap();
-    save(d.path().join("b.safetensors"), &refs(second), &SaveOptions::default()).unwrap();
-    let map: serde_json::Map<String, serde_json::Value> = ts
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.name.clone(), (if i < 4 { "a.safetensors" } else { "b.safetensors" }).into()))
-        .collect();
+    let map = save_two_shards(d.path(), &ts, 4);
     let index = serde_json::json!({ "metadata": {}, "weight_map": map });
     std::fs::write(d.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
     let set = ShardedCheckpoint::open(d.path()).unwrap();

@@ -60,6 +60,20 @@ void set_error(char *err, std::size_t err_len, const char *msg) noexcept {
   err[n] = '\0';
 }
 
+// Copies the exception being handled's message into the caller's buffer;
+// called only inside a catch block.
+void describe_current_exception(char *err, std::size_t err_len) noexcept {
+  try {
+    throw;
+  } catch (const c10::Error &e) {
+    set_error(err, err_len, e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    set_error(err, err_len, e.what());
+  } catch (...) {
+    set_error(err, err_len, "unknown C++ exception");
+  }
+}
+
 }  // namespace
 
 // A new, uninitialised, contiguous CPU tensor of `ndim` dimensions `sizes`
@@ -90,12 +104,8 @@ extern "C" at::Tensor *ringfeed_empty_tensor(const int64_t *sizes, std::size_t n
     const c10::DeviceGuard guard(
         at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
     return new at::Tensor(at::empty(size, options));
-  } catch (const c10::Error &e) {
-    set_error(err, err_len, e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    set_error(err, err_len, e.what());
   } catch (...) {
-    set_error(err, err_len, "unknown C++ exception");
+    describe_current_exception(err, err_len);
   }
   return nullptr;
 }
@@ -121,12 +131,8 @@ extern "C" at::Tensor *ringfeed_tensor_from_owned(void *data, int64_t len, void 
     };
     const auto options = at::TensorOptions().dtype(at::kByte).device(at::kCPU);
     return new at::Tensor(at::from_blob(data, {len}, std::move(deleter), options));
-  } catch (const c10::Error &e) {
-    set_error(err, err_len, e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    set_error(err, err_len, e.what());
   } catch (...) {
-    set_error(err, err_len, "unknown C++ exception");
+    describe_current_exception(err, err_len);
   }
   if (!*dropped) {
     *dropped = true;

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use ringfeed_ckpt::{Dtype, TensorRef};
+use ringfeed_ckpt::{Dtype, SaveOptions, TensorRef, save};
 
 pub struct Owned {
     pub name: String,
@@ -53,4 +53,21 @@ pub fn tensors(scale: u64) -> Vec<Owned> {
 
 pub fn refs(ts: &[Owned]) -> Vec<TensorRef<'_>> {
     ts.iter().map(Owned::as_ref).collect()
+}
+
+/// Saves `ts` as two shards in `dir` (the first `split` tensors in the
+/// first) and returns their weight map, for an index.
+pub fn save_two_shards(
+    dir: &std::path::Path,
+    ts: &[Owned],
+    split: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let shard = |k: usize| format!("model-0000{k}-of-00002.safetensors");
+    let (first, second) = ts.split_at(split);
+    save(dir.join(shard(1)), &refs(first), &SaveOptions::default()).unwrap();
+    save(dir.join(shard(2)), &refs(second), &SaveOptions::default()).unwrap();
+    ts.iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), shard(if i < split { 1 } else { 2 }).into()))
+        .collect()
 }
