@@ -12,12 +12,12 @@ use crate::units::{human_bytes, parse_size};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Source: a directory (ImageFolder or plain files), a .tar/.tfrecord/.ffr file, or a directory of those.
+    /// Source: a directory (ImageFolder or plain files), a .tar/.tfrecord/.ffr/.jsonl file, or a directory of those.
     src: PathBuf,
     /// Output dataset directory (created; an earlier ringfeed dataset there is replaced once the new one is complete).
     out_dir: PathBuf,
     /// Source format; detected from the path when omitted.
-    #[arg(long, value_parser = ["imagefolder", "files", "tar", "tfrecord", "ffrecord"])]
+    #[arg(long, value_parser = ["imagefolder", "files", "tar", "tfrecord", "ffrecord", "jsonl"])]
     format: Option<String>,
     /// Store payloads as this kind instead of the detected one: `bytes` packs files in any
     /// encoding as they are (e.g. Latin-1 text), `text` checks that every record is UTF-8.

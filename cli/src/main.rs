@@ -18,6 +18,7 @@ mod cmd_ckpt;
 mod cmd_inspect;
 mod cmd_order;
 mod cmd_pack;
+mod cmd_tokenize;
 mod cmd_verify;
 mod logger;
 mod order_args;
@@ -42,6 +43,10 @@ struct Cli {
 enum Command {
     /// Pack a source (ImageFolder, files, WebDataset tar, TFRecord, FFRecord) into a dataset.
     Pack(cmd_pack::Args),
+    /// Tokenize text documents (files, JSON lines, tar, TFRecord, FFRecord) into a token dataset.
+    Tokenize(cmd_tokenize::Args),
+    /// Print one document of a token dataset (its ids).
+    Tokens(cmd_tokenize::TokensArgs),
     /// Print what a dataset holds.
     Inspect {
         /// Dataset directory.
@@ -109,6 +114,8 @@ fn main() -> ExitCode {
     logger::init();
     let result = match cli.command {
         Command::Pack(args) => cmd_pack::run(args),
+        Command::Tokenize(args) => cmd_tokenize::run(args),
+        Command::Tokens(args) => cmd_tokenize::tokens(args),
         Command::Bench(args) => cmd_bench::run(args),
         Command::Order(args) => cmd_order::run(args),
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),

@@ -98,11 +98,11 @@ pub use crate::order::{
 pub use rand_xoshiro;
 pub use ringfeed_pack::{
     DEFAULT_SHARD_SIZE, Dataset, Error, FORMAT_VERSION, FfRecordSource, FilesSource, ImageFolderSource,
-    KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, MANIFEST_FILE, MAX_RECORD_LEN,
-    Manifest, PackOptions, PackOptionsBuilder, PackProgress, PackWriter, PackWriterBuilder, Payload, Problem,
-    Record, RecordLocation, Result, Schema, Shard, ShardInfo, Source, SourceFormat, SourceItem, TarSource,
-    TfRecordSource, VerifyReport, check_pack_paths, join_parts, open_source, pack, split_parts, verify,
-    write_key_index,
+    JsonLinesSource, KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, MANIFEST_FILE,
+    MAX_RECORD_LEN, Manifest, PackOptions, PackOptionsBuilder, PackProgress, PackWriter, PackWriterBuilder,
+    Payload, Problem, Record, RecordLocation, Result, Schema, Shard, ShardInfo, Source, SourceFormat,
+    SourceItem, TarSource, TfRecordSource, TokenDtype, VerifyReport, check_pack_paths, join_parts,
+    open_source, pack, split_parts, verify, write_key_index,
 };
 /// The `tch` crate this build of ringfeed uses, so callers name the same
 /// version.

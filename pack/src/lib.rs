@@ -66,15 +66,15 @@ pub use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use crate::key_index::{
     KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, write_key_index,
 };
-pub use crate::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
+pub use crate::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo, TokenDtype};
 pub use crate::packer::{PackOptions, PackOptionsBuilder, PackProgress, check_pack_paths, pack};
 pub use crate::parts::{join_parts, split_parts};
 #[doc(hidden)]
 pub use crate::reader::check_crc;
 pub use crate::reader::{Dataset, Record, RecordLocation, Shard};
 pub use crate::source::{
-    FfRecordSource, FilesSource, ImageFolderSource, Source, SourceFormat, SourceItem, TarSource,
-    TfRecordSource, open_source,
+    FfRecordSource, FilesSource, ImageFolderSource, JsonLinesSource, Source, SourceFormat, SourceItem,
+    TarSource, TfRecordSource, open_source, text_field,
 };
 pub use crate::verify::{Problem, VerifyReport, verify};
 pub use crate::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};

@@ -45,6 +45,46 @@ pub enum Payload {
         /// Member extensions, e.g. `["jpg", "json"]`.
         parts: Vec<String>,
     },
+    /// Token ids, little-endian, back to back (a token dataset). The
+    /// records concatenated in order are the corpus: each document's
+    /// tokens followed by `eot`. A document longer than a record may hold
+    /// spans several records; a record's label is 1 when it ends a
+    /// document, 0 when the document goes on in the next record.
+    Tokens {
+        /// Width of each id.
+        dtype: TokenDtype,
+        /// The end-of-text id that follows every document.
+        eot: u32,
+        /// Ids are below this.
+        vocab_size: u32,
+        /// The tokenizer that made them (`gpt2`, or a tokenizer.json name).
+        tokenizer: String,
+    },
+}
+
+/// Width of the ids of a token dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDtype {
+    /// 2 bytes (vocabularies of at most 65,536 ids, as GPT-2's).
+    U16,
+    /// 4 bytes.
+    U32,
+}
+
+impl TokenDtype {
+    /// Bytes per id.
+    pub fn width(self) -> usize {
+        match self {
+            TokenDtype::U16 => 2,
+            TokenDtype::U32 => 4,
+        }
+    }
+
+    /// The narrowest width for ids below `vocab_size`.
+    pub fn for_vocab(vocab_size: u64) -> TokenDtype {
+        if vocab_size <= 1 << 16 { TokenDtype::U16 } else { TokenDtype::U32 }
+    }
 }
 
 impl std::fmt::Display for Payload {
@@ -55,6 +95,7 @@ impl std::fmt::Display for Payload {
             Payload::Bytes => f.write_str("bytes"),
             Payload::TfExample => f.write_str("tf.train.Example"),
             Payload::Multipart { parts } => write!(f, "multipart({})", parts.join(",")),
+            Payload::Tokens { dtype, tokenizer, .. } => write!(f, "tokens({dtype:?}, {tokenizer})"),
         }
     }
 }

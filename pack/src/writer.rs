@@ -178,6 +178,16 @@ impl PackWriterBuilder {
         {
             return Err(Error::Config("a multipart schema needs at least one part".into()));
         }
+        if let Payload::Tokens { dtype, eot, vocab_size, .. } = &self.schema.payload {
+            if !self.schema.labels || !self.classes.is_empty() {
+                return Err(Error::Config("a token schema has labels (document ends) and no classes".into()));
+            }
+            if eot >= vocab_size || u64::from(*vocab_size) > 1 << (8 * dtype.width()) {
+                return Err(Error::Config(format!(
+                    "token schema: eot {eot} and vocabulary {vocab_size} do not fit {dtype:?} ids"
+                )));
+            }
+        }
         let lock = lock_dir(&self.dir)?;
         let Prepared { generation, old } = prepare_dir(&self.dir, self.overwrite)?;
         Ok(PackWriter {
@@ -399,6 +409,14 @@ impl PackWriter {
         if len > MAX_RECORD_LEN {
             return Err(Error::Config(format!(
                 "record {} is {len} bytes; the format's limit is {MAX_RECORD_LEN}",
+                what()
+            )));
+        }
+        if let Payload::Tokens { dtype, .. } = &self.cfg.schema.payload
+            && (!len.is_multiple_of(dtype.width() as u64) || !(0..=1).contains(&label))
+        {
+            return Err(Error::Config(format!(
+                "token record {}: {len} bytes of {dtype:?} ids with label {label} (0 or 1: whether it ends a document)",
                 what()
             )));
         }

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::imagefolder::is_image;
 use super::walk::{not_regular, sorted_entries};
-use super::{FfRecordSource, FilesSource, ImageFolderSource, Source, TarSource, TfRecordSource};
+use super::{
+    FfRecordSource, FilesSource, ImageFolderSource, JsonLinesSource, Source, TarSource, TfRecordSource,
+};
 use crate::error::{Error, Result};
 
 /// The source formats `ringfeed pack` reads.
@@ -21,6 +23,8 @@ pub enum SourceFormat {
     TfRecord,
     /// FFRecord files (a file or a directory of `.ffr` files).
     FfRecord,
+    /// JSON lines (a `.jsonl` file or a directory of them), one record per line.
+    JsonLines,
 }
 
 impl std::str::FromStr for SourceFormat {
@@ -32,9 +36,10 @@ impl std::str::FromStr for SourceFormat {
             "tar" | "webdataset" | "wds" => SourceFormat::Tar,
             "tfrecord" => SourceFormat::TfRecord,
             "ffrecord" => SourceFormat::FfRecord,
+            "jsonl" | "ndjson" => SourceFormat::JsonLines,
             other => {
                 return Err(Error::Config(format!(
-                    "unknown source format {other:?}; expected imagefolder, files, tar, tfrecord or ffrecord"
+                    "unknown source format {other:?}; expected imagefolder, files, tar, tfrecord, ffrecord or jsonl"
                 )));
             }
         })
@@ -50,6 +55,7 @@ fn format_of_ext(ext: &str) -> Option<SourceFormat> {
         "tar" => Some(SourceFormat::Tar),
         "tfrecord" | "tfrec" | "tfrecords" => Some(SourceFormat::TfRecord),
         "ffr" | "ffrecord" => Some(SourceFormat::FfRecord),
+        "jsonl" | "ndjson" => Some(SourceFormat::JsonLines),
         _ => None,
     }
 }
@@ -116,6 +122,7 @@ pub fn open_source(path: impl AsRef<Path>, format: Option<SourceFormat>) -> Resu
         SourceFormat::Tar => Box::new(TarSource::open(path)?),
         SourceFormat::TfRecord => Box::new(TfRecordSource::open(path)?),
         SourceFormat::FfRecord => Box::new(FfRecordSource::open(path)?),
+        SourceFormat::JsonLines => Box::new(JsonLinesSource::open(path)?),
     })
 }
 

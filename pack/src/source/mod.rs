@@ -1,5 +1,5 @@
 //! Inputs the packer reads: ImageFolder trees, plain directories of files,
-//! WebDataset tar shards, TFRecord and FFRecord files.
+//! WebDataset tar shards, TFRecord and FFRecord files, JSON lines files.
 //!
 //! A source is opened in two steps: `open` enumerates its records (paths,
 //! offsets, labels, keys) without reading payloads, then the packer calls
@@ -15,6 +15,7 @@ mod detect;
 mod ffrecord;
 mod files;
 mod imagefolder;
+mod jsonl;
 mod tar;
 mod tfrecord;
 mod walk;
@@ -25,6 +26,7 @@ pub use self::detect::{SourceFormat, open_source};
 pub use self::ffrecord::FfRecordSource;
 pub use self::files::FilesSource;
 pub use self::imagefolder::ImageFolderSource;
+pub use self::jsonl::{JsonLinesSource, text_field};
 pub use self::tar::TarSource;
 pub use self::tfrecord::TfRecordSource;
 use crate::error::Result;

@@ -1,0 +1,177 @@
+//! `ringfeed tokenize` from every kind of text source into a token dataset,
+//! and `ringfeed tokens --doc`: each document's ids are the tokenizer's,
+//! then end-of-text, in source order; long documents span records and come
+//! back whole; bad input is an error (exit 2) that leaves no dataset.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ringfeed_tokenize::Tokenizer;
+
+fn ringfeed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringfeed")).args(args).output().expect("run ringfeed")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn docs() -> Vec<String> {
+    (0..40)
+        .map(|i| {
+            format!(
+                "Document {i}: don't panic,  it's only {} words.\n\nÜber 東京 🦀 {}",
+                i * 7,
+                "x ".repeat(i)
+            )
+        })
+        .collect()
+}
+
+/// Each document's ids through `ringfeed tokens --doc`.
+fn doc_ids(ds: &Path, doc: usize) -> Vec<u32> {
+    let o = ringfeed(&["tokens", s(ds), "--doc", &doc.to_string(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["doc"], doc);
+    serde_json::from_value(v["tokens"].clone()).unwrap()
+}
+
+fn expect(text: &str) -> Vec<u32> {
+    let mut ids = Tokenizer::gpt2().unwrap().encode(text).unwrap();
+    ids.push(50256);
+    ids
+}
+
+fn tokenize_ok(src: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["tokenize", s(src), s(out), "--json", "--threads", "3"];
+    args.extend_from_slice(extra);
+    let o = ringfeed(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A TFRecord file of `tf.train.Example`s with a bytes feature `text`.
+fn tfrecord(path: &Path, texts: &[String]) {
+    fn field(n: u8, v: &[u8]) -> Vec<u8> {
+        let mut out = vec![n << 3 | 2];
+        let mut len = v.len();
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            out.push(if len > 0 { b | 0x80 } else { b });
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(v);
+        out
+    }
+    let masked = |crc: u32| (crc.rotate_right(15)).wrapping_add(0xa282_ead8);
+    let mut out = Vec::new();
+    for t in texts {
+        let feature = field(1, &field(1, t.as_bytes()));
+        let example = field(1, &field(1, &[field(1, b"text"), field(2, &feature)].concat()));
+        let len = (example.len() as u64).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&masked(crc32c::crc32c(&len)).to_le_bytes());
+        out.extend_from_slice(&example);
+        out.extend_from_slice(&masked(crc32c::crc32c(&example)).to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn every_text_source_tokenizes_to_the_same_documents() {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let texts = docs();
+    // JSON lines.
+    let jsonl = d.path().join("corpus.jsonl");
+    let lines: Vec<String> =
+        texts.iter().map(|t| serde_json::json!({"id": 1, "text": t}).to_string()).collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // A directory of files (sorted by name: zero-padded).
+    let files = d.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        std::fs::write(files.join(format!("doc_{i:03}.txt")), t).unwrap();
+    }
+    // WebDataset tar: one txt member per sample.
+    let tar = d.path().join("corpus.tar");
+    let st = Command::new("tar")
+        .arg("cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&files)
+        .args((0..texts.len()).map(|i| format!("doc_{i:03}.txt")))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // TFRecord of Examples.
+    let tfr = d.path().join("corpus.tfrecord");
+    tfrecord(&tfr, &texts);
+
+    for (name, src) in [("jsonl", &jsonl), ("files", &files), ("tar", &tar), ("tfrecord", &tfr)] {
+        let out = d.path().join(format!("tokens-{name}"));
+        let v = tokenize_ok(src, &out, &[]);
+        let want: Vec<Vec<u32>> = texts.iter().map(|t| expect(t)).collect();
+        assert_eq!(v["documents"], texts.len(), "{name}");
+        assert_eq!(v["tokens"], want.iter().map(Vec::len).sum::<usize>(), "{name}");
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(&doc_ids(&out, i), w, "{name}, document {i}");
+        }
+        let o = ringfeed(&["tokens", s(&out), "--doc", "40"]);
+        assert_eq!(o.status.code(), Some(2), "{name}: past the last document");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("has 40 documents"));
+        let o = ringfeed(&["verify", s(&out)]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stdout));
+        let o = ringfeed(&["inspect", s(&out)]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("tokens(U16, gpt2)"), "{name}");
+    }
+}
+
+#[test]
+fn a_long_document_spans_records_and_comes_back_whole() {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let long = "word ".repeat(70_000); // > 65,536 tokens
+    let texts = ["short one".to_owned(), long.clone(), "after".to_owned()];
+    let jsonl = d.path().join("c.jsonl");
+    let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({"text": t}).to_string()).collect();
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let out = d.path().join("tokens");
+    tokenize_ok(&jsonl, &out, &["--dtype", "u32"]);
+    let ds = ringfeed::Dataset::open(&out).unwrap();
+    assert_eq!(ds.len(), 4, "the long document takes two records");
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(doc_ids(&out, i), expect(t), "document {i}");
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_and_leaves_no_dataset() {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let files = d.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("a.txt"), "fine").unwrap();
+    std::fs::write(files.join("b.bin"), b"\xff\xfe not UTF-8").unwrap();
+    let out = d.path().join("tokens");
+    let o = ringfeed(&["tokenize", s(&files), s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("document 1") && err.contains("not UTF-8"), "{err}");
+    assert!(ringfeed::Dataset::open(&out).is_err(), "nothing that opens");
+
+    let jsonl = d.path().join("c.jsonl");
+    std::fs::write(&jsonl, "{\"text\": \"ok\"}\n{\"body\": \"no text\"}\n").unwrap();
+    let o = ringfeed(&["tokenize", s(&jsonl), s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no field \"text\""));
+    let o = ringfeed(&["tokenize", s(&jsonl), s(&out), "--field", "body"]);
+    assert_eq!(o.status.code(), Some(2), "the first line has no body");
+
+    let o = ringfeed(&["tokenize", s(&files), s(&out), "--tokenizer", "nonesuch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown tokenizer"));
+    let o = ringfeed(&["tokens", s(&files), "--doc", "0"]);
+    assert_eq!(o.status.code(), Some(2), "not a dataset");
+}
