@@ -58,6 +58,7 @@ mod reader;
 mod source;
 #[doc(hidden)]
 pub use ringfeed_io as sys;
+mod tokens;
 mod verify;
 mod writer;
 
@@ -76,5 +77,6 @@ pub use crate::source::{
     FfRecordSource, FilesSource, ImageFolderSource, JsonLinesSource, Source, SourceFormat, SourceItem,
     TarSource, TfRecordSource, open_source, text_field,
 };
+pub use crate::tokens::{TokenCorpus, TokenCorpusOptions, TokenFormat, write_megatron_index};
 pub use crate::verify::{Problem, VerifyReport, verify};
 pub use crate::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};
