@@ -76,6 +76,7 @@ mod engine;
 mod order;
 #[expect(unsafe_code, reason = "system calls std does not wrap; see the module docs")]
 mod sys;
+mod tokens;
 
 pub use crate::engine::batch::{Batch, Digest};
 pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
@@ -93,6 +94,7 @@ pub use crate::engine::transform::{Sample, SamplePixels, SampleTransform};
 pub use crate::order::{
     BlockIter, BlockShuffle, DdpConfig, Permutation, SampleRng, ShuffleQuality, sample_rng, shuffle_quality,
 };
+pub use crate::tokens::{TokenBatch, TokenLoader, TokenLoaderBuilder, TokenState, WindowMode, WindowPlan};
 /// The random-number crate of [`SampleRng`], so callers draw from it
 /// with the same `rand_core` version.
 pub use rand_xoshiro;
@@ -101,8 +103,9 @@ pub use ringfeed_pack::{
     JsonLinesSource, KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, MANIFEST_FILE,
     MAX_RECORD_LEN, Manifest, PackOptions, PackOptionsBuilder, PackProgress, PackWriter, PackWriterBuilder,
     Payload, Problem, Record, RecordLocation, Result, Schema, Shard, ShardInfo, Source, SourceFormat,
-    SourceItem, TarSource, TfRecordSource, TokenDtype, VerifyReport, check_pack_paths, join_parts,
-    open_source, pack, split_parts, verify, write_key_index,
+    SourceItem, TarSource, TfRecordSource, TokenCorpus, TokenCorpusOptions, TokenDtype, TokenFormat,
+    VerifyReport, check_pack_paths, join_parts, open_source, pack, split_parts, text_field, verify,
+    write_key_index, write_megatron_index,
 };
 /// The `tch` crate this build of ringfeed uses, so callers name the same
 /// version.
