@@ -14,8 +14,17 @@ use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Dataset directory.
+    /// Dataset directory; with --block-size, any token corpus (a token
+    /// dataset, a nanoGPT .bin, a Megatron prefix, a datatrove .ds file).
     dataset: PathBuf,
+    /// Token-window batches of a token corpus: tokens per window's input.
+    #[arg(long)]
+    block_size: Option<u64>,
+    #[command(flatten)]
+    window: crate::cmd_windows::WindowArgs,
+    /// Token corpora: threads reading ahead [default: 2].
+    #[arg(long)]
+    threads: Option<usize>,
     #[command(flatten)]
     order: OrderArgs,
     /// Epochs to stream.
@@ -113,7 +122,7 @@ fn threads() -> usize {
 
 /// A memory figure of this process from /proc/self/status, in MB
 /// (`VmHWM:` peak resident set, `VmRSS:` current).
-fn status_mb(field: &str) -> f64 {
+pub(crate) fn status_mb(field: &str) -> f64 {
     let kb = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix(field))?
@@ -127,6 +136,19 @@ fn status_mb(field: &str) -> f64 {
 }
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
+    if let Some(block_size) = a.block_size {
+        return crate::cmd_windows::bench(crate::cmd_windows::BenchSpec {
+            corpus: &a.dataset,
+            order: &a.order,
+            window: &a.window,
+            block_size,
+            epochs: a.epochs,
+            prefetch: a.prefetch,
+            threads: a.threads,
+            digest: !a.no_digest,
+            json: a.json,
+        });
+    }
     let mut builder = Loader::builder(&a.dataset)
         .batch_size(a.order.batch)
         .seed(a.order.seed)

@@ -20,6 +20,7 @@ mod cmd_order;
 mod cmd_pack;
 mod cmd_tokenize;
 mod cmd_verify;
+mod cmd_windows;
 mod logger;
 mod order_args;
 mod output;
@@ -47,6 +48,8 @@ enum Command {
     Tokenize(cmd_tokenize::Args),
     /// Print one document of a token dataset (its ids).
     Tokens(cmd_tokenize::TokensArgs),
+    /// Print the corpus offset of every window of every batch of one epoch and rank (JSON lines).
+    Windows(cmd_windows::Args),
     /// Print what a dataset holds.
     Inspect {
         /// Dataset directory.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => cmd_pack::run(args),
         Command::Tokenize(args) => cmd_tokenize::run(args),
         Command::Tokens(args) => cmd_tokenize::tokens(args),
+        Command::Windows(args) => cmd_windows::windows(args),
         Command::Bench(args) => cmd_bench::run(args),
         Command::Order(args) => cmd_order::run(args),
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),

@@ -175,3 +175,76 @@ fn bad_input_is_an_error_and_leaves_no_dataset() {
     let o = ringfeed(&["tokens", s(&files), "--doc", "0"]);
     assert_eq!(o.status.code(), Some(2), "not a dataset");
 }
+
+#[test]
+fn windows_cover_an_epoch_once_across_ranks_and_bench_digests_agree() {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // nanoGPT's train.bin: raw u16 ids.
+    let bin = d.path().join("train.bin");
+    let ids: Vec<u8> = (0..40_000u32).flat_map(|i| ((i * 31 % 50_000) as u16).to_le_bytes()).collect();
+    std::fs::write(&bin, ids).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut per_rank = Vec::new();
+    for rank in 0..3 {
+        let o = ringfeed(&[
+            "windows",
+            s(&bin),
+            "--seed",
+            "5",
+            "--epoch",
+            "2",
+            "--rank",
+            &rank.to_string(),
+            "--world",
+            "3",
+            "--batch",
+            "4",
+            "--block-size",
+            "100",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        per_rank.push(lines.len());
+        for l in &lines {
+            assert_eq!(l["epoch"], 2);
+            for off in l["offsets"].as_array().unwrap() {
+                let off = off.as_u64().unwrap();
+                assert_eq!(off % 100, 0);
+                assert!(seen.insert(off), "window {off} twice");
+            }
+        }
+    }
+    assert_eq!(per_rank, [33, 33, 33], "399 windows: 33 batches of 4 per rank");
+    // Bench: the same digest with one or three reader threads, and from a
+    // token dataset holding the same ids.
+    let bench = |path: &Path, threads: &str| -> serde_json::Value {
+        let o = ringfeed(&[
+            "bench",
+            s(path),
+            "--block-size",
+            "100",
+            "--batch",
+            "4",
+            "--seed",
+            "5",
+            "--epochs",
+            "2",
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let a = bench(&bin, "1");
+    let b = bench(&bin, "3");
+    assert_eq!(a["digest"], b["digest"]);
+    assert_eq!(a["tokens"], 2 * 99 * 4 * 100, "two epochs of 99 batches of 4 × 100 tokens");
+    assert_eq!(a["corpus_format"], "nanogpt");
+    let o =
+        ringfeed(&["bench", s(&bin), "--block-size", "100", "--batch", "4", "--mode", "random", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ringfeed(&["bench", s(&bin), "--block-size", "100000", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "a corpus too short for one batch");
+}
