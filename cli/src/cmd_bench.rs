@@ -22,9 +22,12 @@ pub(crate) struct Args {
     block_size: Option<u64>,
     #[command(flatten)]
     window: crate::cmd_windows::WindowArgs,
-    /// Token corpora: threads reading ahead [default: 2].
+    /// Token corpora: threads reading ahead [default: 8].
     #[arg(long)]
     threads: Option<usize>,
+    /// Token corpora: stop after this many batches.
+    #[arg(long)]
+    steps: Option<u64>,
     #[command(flatten)]
     order: OrderArgs,
     /// Epochs to stream.
@@ -145,6 +148,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             epochs: a.epochs,
             prefetch: a.prefetch,
             threads: a.threads,
+            steps: a.steps,
             digest: !a.no_digest,
             json: a.json,
         });

@@ -87,6 +87,7 @@ pub(crate) struct BenchSpec<'a> {
     pub(crate) epochs: u64,
     pub(crate) prefetch: Option<usize>,
     pub(crate) threads: Option<usize>,
+    pub(crate) steps: Option<u64>,
     pub(crate) digest: bool,
     pub(crate) json: bool,
 }
@@ -112,11 +113,13 @@ pub(crate) fn bench(s: BenchSpec<'_>) -> Result<ExitCode> {
     let mut first = None;
     let (mut batches, mut tokens) = (0u64, 0u64);
     let mut crc = 0u32;
-    for batch in loader {
+    for batch in loader.take(usize::try_from(s.steps.unwrap_or(u64::MAX)).unwrap_or(usize::MAX)) {
         let batch = batch?;
         first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
         batches += 1;
         tokens += (batch.len() * batch.block_size) as u64;
+        // What a training step takes: x and y as int64, [B, T] each.
+        std::hint::black_box((batch.x(), batch.y()));
         if s.digest {
             for t in &batch.tokens {
                 crc = crc32c::crc32c_append(crc, &t.to_le_bytes());

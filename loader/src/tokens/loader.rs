@@ -168,14 +168,15 @@ impl TokenLoaderBuilder {
         self
     }
 
-    /// Threads reading ahead. Default: 2.
+    /// Threads reading ahead (each has one read in flight: more threads,
+    /// more reads in flight on cold storage). Default: 8.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
         self
     }
 
     /// Batches read ahead of the consumer (memory: this many batches).
-    /// Default: 8.
+    /// Default: 16.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self
@@ -301,8 +302,8 @@ impl TokenLoader {
             epochs: 1,
             rank: env("RANK").unwrap_or(0),
             world: env("WORLD_SIZE").unwrap_or(1),
-            threads: 2,
-            prefetch: 8,
+            threads: 8,
+            prefetch: 16,
             resume: None,
         }
     }
@@ -397,8 +398,31 @@ fn read_batch(
     let offsets = plan.batch_offsets(index);
     let w = plan.window_tokens() as usize;
     let mut tokens = vec![0u32; offsets.len() * w];
-    for (o, dst) in offsets.iter().zip(tokens.chunks_exact_mut(w)) {
-        corpus.read(*o, dst)?;
+    // Windows that touch or overlap (neighbours in block or sequential
+    // order) are read together: one read per run.
+    let mut order: Vec<usize> = (0..offsets.len()).collect();
+    order.sort_unstable_by_key(|&i| offsets[i]);
+    let mut run = Vec::new();
+    let mut k = 0;
+    while k < order.len() {
+        let start = offsets[order[k]];
+        let mut end = start + w as u64;
+        let mut j = k + 1;
+        while j < order.len() && offsets[order[j]] <= end && offsets[order[j]] + w as u64 - start <= 1 << 22 {
+            end = end.max(offsets[order[j]] + w as u64);
+            j += 1;
+        }
+        if j == k + 1 {
+            corpus.read(start, &mut tokens[order[k] * w..(order[k] + 1) * w])?;
+        } else {
+            run.resize((end - start) as usize, 0);
+            corpus.read(start, &mut run)?;
+            for &i in &order[k..j] {
+                let at = (offsets[i] - start) as usize;
+                tokens[i * w..(i + 1) * w].copy_from_slice(&run[at..at + w]);
+            }
+        }
+        k = j;
     }
     Ok(TokenBatch { epoch, index, offsets, tokens, block_size: st.block_size as usize })
 }
