@@ -18,9 +18,10 @@ use crate::output::{Out, outln};
 /// `bench --block-size`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct WindowArgs {
-    /// Window mode: every window once per epoch (`epoch`), or nanoGPT's
-    /// random offsets (`random`).
-    #[arg(long, default_value = "epoch", value_parser = ["epoch", "random"])]
+    /// Window mode: every window once per epoch (`epoch`), nanoGPT's
+    /// random offsets (`random`), or windows packed from whole documents
+    /// (`packed`: position ids, cu_seqlens, loss mask).
+    #[arg(long, default_value = "epoch", value_parser = ["epoch", "random", "packed"])]
     pub(crate) mode: String,
     /// Id width of a raw (nanoGPT) file.
     #[arg(long, default_value = "u16", value_parser = ["u16", "u32"])]
@@ -32,7 +33,11 @@ pub(crate) struct WindowArgs {
 
 impl WindowArgs {
     pub(crate) fn mode(&self, shuffle: Shuffle) -> WindowMode {
-        if self.mode == "random" { WindowMode::Random } else { WindowMode::Epoch { shuffle } }
+        match self.mode.as_str() {
+            "random" => WindowMode::Random,
+            "packed" => WindowMode::Packed { shuffle },
+            _ => WindowMode::Epoch { shuffle },
+        }
     }
 
     pub(crate) fn open(&self, path: &Path) -> Result<TokenCorpus> {
@@ -60,19 +65,25 @@ pub(crate) struct Args {
 pub(crate) fn windows(a: Args) -> Result<ExitCode> {
     let corpus = a.window.open(&a.corpus)?;
     let ddp = a.order.ddp()?;
-    let plan = WindowPlan::new(
-        corpus.len(),
-        a.block_size,
-        a.order.batch,
-        a.window.mode(a.order.shuffle()),
-        a.order.seed,
-        a.epoch,
-        ddp.rank,
-        ddp.world_size,
-    )?;
+    let (seed, batch, block) = (a.order.seed, a.order.batch, a.block_size);
+    let plan = match a.window.mode(a.order.shuffle()) {
+        WindowMode::Packed { shuffle } => {
+            let docs = Arc::new(corpus.documents()?.to_vec());
+            WindowPlan::packed(docs, block, batch, shuffle, seed, a.epoch, ddp.rank, ddp.world_size)?
+        }
+        mode => WindowPlan::new(corpus.len(), block, batch, mode, seed, a.epoch, ddp.rank, ddp.world_size)?,
+    };
     let mut out = Out::new();
     for b in 0..plan.batches() {
-        outln!(out, "{}", json!({"epoch": a.epoch, "batch": b, "offsets": plan.batch_offsets(b)}))?;
+        let line = if plan.is_packed() {
+            // Each window: its pieces of documents, [start, tokens].
+            let windows: Vec<Vec<[u64; 2]>> =
+                plan.batch_segments(b).iter().map(|w| w.iter().map(|s| [s.start, s.len]).collect()).collect();
+            json!({"epoch": a.epoch, "batch": b, "segments": windows})
+        } else {
+            json!({"epoch": a.epoch, "batch": b, "offsets": plan.batch_offsets(b)})
+        };
+        outln!(out, "{line}")?;
     }
     out.finish()?;
     Ok(ExitCode::SUCCESS)
@@ -121,7 +132,7 @@ pub(crate) fn bench(s: BenchSpec<'_>) -> Result<ExitCode> {
         // What a training step takes: x and y as int64, [B, T] each.
         std::hint::black_box((batch.x(), batch.y()));
         if s.digest {
-            for t in &batch.tokens {
+            for t in batch.x_tokens.iter().chain(&batch.y_tokens) {
                 crc = crc32c::crc32c_append(crc, &t.to_le_bytes());
             }
         }

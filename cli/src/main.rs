@@ -59,7 +59,7 @@ enum Command {
         json: bool,
     },
     /// Stream epochs of a dataset and report samples/s, MB/s, latency and memory.
-    Bench(cmd_bench::Args),
+    Bench(Box<cmd_bench::Args>),
     /// Print each batch's record indices for one epoch and rank (JSON lines).
     Order(cmd_order::Args),
     /// Write a dataset's key index (key-index.rfk) for fast key lookups;
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd_tokenize::run(args),
         Command::Tokens(args) => cmd_tokenize::tokens(args),
         Command::Windows(args) => cmd_windows::windows(args),
-        Command::Bench(args) => cmd_bench::run(args),
+        Command::Bench(args) => cmd_bench::run(*args),
         Command::Order(args) => cmd_order::run(args),
         Command::Inspect { dataset, json } => cmd_inspect::run(&dataset, json),
         Command::Verify { dataset, json } => cmd_verify::run(&dataset, json),

@@ -247,4 +247,26 @@ fn windows_cover_an_epoch_once_across_ranks_and_bench_digests_agree() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = ringfeed(&["bench", s(&bin), "--block-size", "100000", "--json"]);
     assert_eq!(o.status.code(), Some(2), "a corpus too short for one batch");
+
+    // Packed windows from a token dataset's documents: pieces of at most
+    // T + 1 tokens, T positions a window at most.
+    let texts = docs();
+    let jsonl = d.path().join("c.jsonl");
+    let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({"text": t}).to_string()).collect();
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let ds = d.path().join("tokens");
+    tokenize_ok(&jsonl, &ds, &[]);
+    let o = ringfeed(&["windows", s(&ds), "--mode", "packed", "--block-size", "32", "--batch", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = String::from_utf8(o.stdout).unwrap();
+    assert!(!lines.is_empty());
+    for l in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for w in v["segments"].as_array().unwrap() {
+            let used: u64 = w.as_array().unwrap().iter().map(|s| s[1].as_u64().unwrap() - 1).sum();
+            assert!(used <= 32, "{l}");
+        }
+    }
+    let o = ringfeed(&["bench", s(&ds), "--block-size", "32", "--batch", "2", "--mode", "packed", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -94,7 +94,9 @@ pub use crate::engine::transform::{Sample, SamplePixels, SampleTransform};
 pub use crate::order::{
     BlockIter, BlockShuffle, DdpConfig, Permutation, SampleRng, ShuffleQuality, sample_rng, shuffle_quality,
 };
-pub use crate::tokens::{TokenBatch, TokenLoader, TokenLoaderBuilder, TokenState, WindowMode, WindowPlan};
+pub use crate::tokens::{
+    Packing, Segment, TokenBatch, TokenLoader, TokenLoaderBuilder, TokenState, WindowMode, WindowPlan,
+};
 /// The random-number crate of [`SampleRng`], so callers draw from it
 /// with the same `rand_core` version.
 pub use rand_xoshiro;

@@ -8,14 +8,19 @@ use std::sync::Arc;
 
 use ringfeed::{Shuffle, TokenCorpus, TokenCorpusOptions, TokenLoader, TokenState, WindowMode, WindowPlan};
 
+/// Ids with an end-of-text (a document end) every 1 to ~300 tokens.
 fn corpus(tokens: u32) -> (tempfile::TempDir, Arc<TokenCorpus>, Vec<u32>) {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<u32> = (0..tokens).map(|i| (i * 7 + i / 13) % 50_000).collect();
+    let ids: Vec<u32> = (0..tokens)
+        .map(|i| if i.wrapping_mul(2_654_435_761) % 293 == 0 { EOT } else { (i * 7 + i / 13) % 50_000 })
+        .collect();
     let path = dir.path().join("train.bin");
     std::fs::write(&path, ids.iter().flat_map(|&t| (t as u16).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     let c = Arc::new(TokenCorpus::open(&path, &TokenCorpusOptions::default()).unwrap());
     (dir, c, ids)
 }
+
+const EOT: u32 = 50_256;
 
 const SHUFFLES: [Shuffle; 3] =
     [Shuffle::Sequential, Shuffle::Global, Shuffle::Block { block_len: 4, window: 16 }];
@@ -146,6 +151,7 @@ fn resuming_at_any_batch_any_number_of_times_gives_the_same_run() {
         WindowMode::Epoch { shuffle: Shuffle::Global },
         WindowMode::Epoch { shuffle: Shuffle::Block { block_len: 3, window: 9 } },
         WindowMode::Random,
+        WindowMode::Packed { shuffle: Shuffle::Global },
     ] {
         let builder = || {
             TokenLoader::builder(c.clone())
@@ -218,4 +224,90 @@ fn a_damaged_token_dataset_is_an_error_then_the_end() {
     let bad = items.iter().position(Result::is_err).expect("the damaged record is read");
     assert_eq!(bad, items.len() - 1, "nothing after the error");
     assert!(items[bad].as_ref().unwrap_err().is_corruption());
+}
+
+#[test]
+fn packed_windows_hold_whole_documents_with_positions_and_masks() {
+    let (_d, c, ids) = corpus(30_000);
+    let docs = Arc::new(c.documents().unwrap().to_vec());
+    assert!(docs.len() > 100, "{} documents", docs.len());
+    let t = 64u64;
+    for shuffle in [Shuffle::Sequential, Shuffle::Global] {
+        // The epoch's windows (batches take the first ones: as many as
+        // any order packs into, the same count every epoch).
+        let p = WindowPlan::packed(docs.clone(), t, 1, shuffle, 3, 1, 0, 1).unwrap();
+        assert!(
+            p.batches() <= p.windows() && p.windows() < p.batches() * 12 / 10,
+            "{} {}",
+            p.batches(),
+            p.windows()
+        );
+        assert_eq!(p.batch_segments(7)[0], p.packed_window(7).unwrap());
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        for w in 0..p.windows() {
+            let w = &p.packed_window(w).unwrap();
+            assert!(w.iter().map(|s| s.len - 1).sum::<u64>() <= t, "a window holds at most T positions");
+            for s in w {
+                assert!(s.len >= 2 && s.len <= t + 1);
+                let d = docs.partition_point(|&x| x <= s.start) - 1;
+                assert!(s.start + s.len <= docs[d + 1], "a piece stays in its document");
+                pieces.push((s.start, s.len));
+            }
+        }
+        // Each document, in pieces overlapping by one token, exactly once.
+        pieces.sort_unstable();
+        let mut covered = 0u64;
+        let mut expected = 0u64;
+        for w in docs.windows(2) {
+            if w[1] - w[0] >= 2 {
+                expected += w[1] - w[0] - 1;
+            }
+        }
+        for (k, &(start, len)) in pieces.iter().enumerate() {
+            covered += len - 1;
+            if k > 0 && pieces[k - 1].0 + pieces[k - 1].1 > start {
+                assert_eq!(pieces[k - 1].0 + pieces[k - 1].1, start + 1, "pieces overlap by one token only");
+            }
+        }
+        assert_eq!(covered, expected, "{shuffle:?}: every target once");
+    }
+    assert!(WindowPlan::packed(docs.clone(), t, 1, Shuffle::block(), 3, 1, 0, 1).is_err());
+    // Equal batch counts across ranks.
+    let counts: Vec<u64> = (0..3)
+        .map(|r| WindowPlan::packed(docs.clone(), t, 4, Shuffle::Global, 3, 0, r, 3).unwrap().batches())
+        .collect();
+    assert!(counts.iter().all(|&n| n == counts[0] && n > 0), "{counts:?}");
+
+    // What the loader delivers for them.
+    let loader = TokenLoader::builder(c.clone())
+        .block_size(t)
+        .batch_size(4)
+        .mode(WindowMode::Packed { shuffle: Shuffle::Global })
+        .seed(3)
+        .build()
+        .unwrap();
+    for batch in loader {
+        let batch = batch.unwrap();
+        let p = batch.packing.as_ref().expect("packed");
+        let (x, y) = (batch.x(), batch.y());
+        assert_eq!(*p.cu_seqlens.first().unwrap(), 0);
+        assert_eq!(*p.cu_seqlens.last().unwrap() as usize, 4 * t as usize);
+        assert!(p.cu_seqlens.windows(2).all(|w| w[0] < w[1]));
+        for (row, window) in p.segments.iter().enumerate() {
+            let mut at = row * t as usize;
+            for s in window {
+                let n = s.len as usize - 1;
+                let want = &ids[s.start as usize..s.start as usize + n + 1];
+                for k in 0..n {
+                    assert_eq!(x[at + k], i64::from(want[k]));
+                    assert_eq!(y[at + k], i64::from(want[k + 1]));
+                    assert_eq!(p.position_ids[at + k], k as i64);
+                    assert_eq!(p.loss_mask[at + k], 1);
+                }
+                at += n;
+                assert!(p.cu_seqlens.contains(&(at as i32)));
+            }
+            assert!(p.loss_mask[at..(row + 1) * t as usize].iter().all(|&m| m == 0), "padding is masked");
+        }
+    }
 }

@@ -11,19 +11,42 @@ use serde::{Deserialize, Serialize};
 use super::plan::{WindowMode, WindowPlan};
 use crate::{Error, Result, TokenCorpus};
 
-/// One batch: `batch` windows of `block_size + 1` tokens, back to back.
+/// One batch: `B` windows of `T` positions, as inputs `x` and targets `y`
+/// (`x` shifted by one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenBatch {
     /// The epoch it belongs to.
     pub epoch: u64,
     /// Its index in the epoch (for this rank).
     pub index: u64,
-    /// Where each window starts in the corpus.
+    /// Where each window starts in the corpus (a packed window: its first
+    /// segment).
     pub offsets: Vec<u64>,
-    /// The windows' tokens: window `i` is `tokens[i * (T + 1)..(i + 1) * (T + 1)]`.
-    pub tokens: Vec<u32>,
+    /// Inputs, `[B, T]` row-major.
+    pub x_tokens: Vec<u32>,
+    /// Targets, `[B, T]`.
+    pub y_tokens: Vec<u32>,
     /// The block size `T`.
     pub block_size: usize,
+    /// Packed windows ([`WindowMode::Packed`]): what a variable-length
+    /// attention needs.
+    pub packing: Option<Packing>,
+}
+
+/// The document structure of a batch of packed windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packing {
+    /// The pieces of documents each window holds.
+    pub segments: Vec<Vec<super::Segment>>,
+    /// `[B, T]`: each position's index within its document piece (0 at
+    /// the start of every piece and of the padding).
+    pub position_ids: Vec<i64>,
+    /// `[B, T]`: 1 where `y` is a target to learn, 0 on padding.
+    pub loss_mask: Vec<u8>,
+    /// Boundaries of every piece and padding run in the flattened batch
+    /// (`B × T` positions), starting at 0 and ending at `B × T`, as
+    /// variable-length attention kernels take them.
+    pub cu_seqlens: Vec<i32>,
 }
 
 impl TokenBatch {
@@ -37,23 +60,14 @@ impl TokenBatch {
         self.offsets.is_empty()
     }
 
-    /// The inputs `x`, `[B, T]` row-major: each window's first `T` tokens.
+    /// The inputs `x`, `[B, T]` row-major, as int64.
     pub fn x(&self) -> Vec<i64> {
-        self.rows(0)
+        self.x_tokens.iter().map(|&v| i64::from(v)).collect()
     }
 
-    /// The targets `y`, `[B, T]`: each window's last `T` tokens (`x`
-    /// shifted by one).
+    /// The targets `y`, `[B, T]`, as int64.
     pub fn y(&self) -> Vec<i64> {
-        self.rows(1)
-    }
-
-    fn rows(&self, shift: usize) -> Vec<i64> {
-        let t = self.block_size;
-        self.tokens
-            .chunks_exact(t + 1)
-            .flat_map(|w| w[shift..shift + t].iter().map(|&v| i64::from(v)))
-            .collect()
+        self.y_tokens.iter().map(|&v| i64::from(v)).collect()
     }
 
     /// `(x, y)` as `[B, T]` int64 tensors (feature `tch`).
@@ -203,16 +217,28 @@ impl TokenLoaderBuilder {
             return Err(Error::Config("block size at most 2^24 tokens, batch at most 65,536 windows".into()));
         }
         // Checks the sizes against the corpus.
-        let plan = WindowPlan::new(
-            self.corpus.len(),
-            self.block_size,
-            self.batch,
-            self.mode,
-            self.seed,
-            0,
-            self.rank,
-            self.world,
-        )?;
+        let plan = match self.mode {
+            WindowMode::Packed { shuffle } => WindowPlan::packed(
+                Arc::new(self.corpus.documents()?.to_vec()),
+                self.block_size,
+                self.batch,
+                shuffle,
+                self.seed,
+                0,
+                self.rank,
+                self.world,
+            )?,
+            mode => WindowPlan::new(
+                self.corpus.len(),
+                self.block_size,
+                self.batch,
+                mode,
+                self.seed,
+                0,
+                self.rank,
+                self.world,
+            )?,
+        };
         let mut state = TokenState {
             epoch: 0,
             batch: 0,
@@ -319,11 +345,15 @@ impl TokenLoader {
         for _ in 0..b.prefetch {
             let _ = ticket_tx.send(());
         }
+        let docs = match state.mode {
+            WindowMode::Packed { .. } => Some(Arc::new(b.corpus.documents()?.to_vec())),
+            _ => None,
+        };
         let next = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::new();
         for k in 0..b.threads {
             let (done_tx, ticket_rx, next) = (done_tx.clone(), ticket_rx.clone(), next.clone());
-            let (corpus, st) = (b.corpus.clone(), state.clone());
+            let (corpus, st, docs) = (b.corpus.clone(), state.clone(), docs.clone());
             let spawned = std::thread::Builder::new().name(format!("rf-tokens-{k}")).spawn(move || {
                 let mut plans: Option<(u64, WindowPlan)> = None;
                 while ticket_rx.recv().is_ok() {
@@ -333,7 +363,7 @@ impl TokenLoader {
                     }
                     let at = first + seq;
                     let job: Job = (seq, at / batches_per_epoch, at % batches_per_epoch);
-                    let batch = read_batch(&corpus, &st, job, &mut plans);
+                    let batch = read_batch(&corpus, &st, job, &mut plans, docs.as_ref());
                     let failed = batch.is_err();
                     if done_tx.send((seq, batch)).is_err() || failed {
                         return;
@@ -379,24 +409,41 @@ fn read_batch(
     st: &TokenState,
     job: Job,
     plans: &mut Option<(u64, WindowPlan)>,
+    docs: Option<&Arc<Vec<u64>>>,
 ) -> Result<TokenBatch> {
     let (_, epoch, index) = job;
     if plans.as_ref().is_none_or(|(e, _)| *e != epoch) {
-        let plan = WindowPlan::new(
-            st.tokens,
-            st.block_size,
-            st.batch_size,
-            st.mode,
-            st.seed,
-            epoch,
-            st.rank,
-            st.world,
-        )?;
+        let plan = match (st.mode, docs) {
+            (WindowMode::Packed { shuffle }, Some(docs)) => WindowPlan::packed(
+                docs.clone(),
+                st.block_size,
+                st.batch_size,
+                shuffle,
+                st.seed,
+                epoch,
+                st.rank,
+                st.world,
+            )?,
+            _ => WindowPlan::new(
+                st.tokens,
+                st.block_size,
+                st.batch_size,
+                st.mode,
+                st.seed,
+                epoch,
+                st.rank,
+                st.world,
+            )?,
+        };
         *plans = Some((epoch, plan));
     }
     let (_, plan) = plans.as_ref().expect("set above");
+    let t = st.block_size as usize;
+    if plan.is_packed() {
+        return read_packed(corpus, plan.batch_segments(index), epoch, index, t);
+    }
     let offsets = plan.batch_offsets(index);
-    let w = plan.window_tokens() as usize;
+    let w = t + 1;
     let mut tokens = vec![0u32; offsets.len() * w];
     // Windows that touch or overlap (neighbours in block or sequential
     // order) are read together: one read per run.
@@ -424,7 +471,61 @@ fn read_batch(
         }
         k = j;
     }
-    Ok(TokenBatch { epoch, index, offsets, tokens, block_size: st.block_size as usize })
+    let x_tokens = tokens.chunks_exact(w).flat_map(|win| win[..t].iter().copied()).collect();
+    let y_tokens = tokens.chunks_exact(w).flat_map(|win| win[1..].iter().copied()).collect();
+    Ok(TokenBatch { epoch, index, offsets, x_tokens, y_tokens, block_size: t, packing: None })
+}
+
+/// A batch of packed windows: each segment's tokens, position ids from 0,
+/// padding (end-of-text ids, loss mask 0) after the last segment.
+fn read_packed(
+    corpus: &TokenCorpus,
+    segments: Vec<Vec<super::Segment>>,
+    epoch: u64,
+    index: u64,
+    t: usize,
+) -> Result<TokenBatch> {
+    let b = segments.len();
+    let pad = corpus.eot();
+    let mut x_tokens = vec![pad; b * t];
+    let mut y_tokens = vec![pad; b * t];
+    let mut position_ids = vec![0i64; b * t];
+    let mut loss_mask = vec![0u8; b * t];
+    let mut cu_seqlens = vec![0i32];
+    let mut buf = Vec::new();
+    for (row, window) in segments.iter().enumerate() {
+        let mut at = row * t;
+        for s in window {
+            buf.resize(s.len as usize, 0);
+            corpus.read(s.start, &mut buf)?;
+            let n = buf.len() - 1;
+            x_tokens[at..at + n].copy_from_slice(&buf[..n]);
+            y_tokens[at..at + n].copy_from_slice(&buf[1..]);
+            for (k, p) in position_ids[at..at + n].iter_mut().enumerate() {
+                *p = k as i64;
+            }
+            loss_mask[at..at + n].fill(1);
+            at += n;
+            cu_seqlens.push(at as i32);
+        }
+        let end = (row + 1) * t;
+        if at < end {
+            for (k, p) in position_ids[at..end].iter_mut().enumerate() {
+                *p = k as i64;
+            }
+            cu_seqlens.push(end as i32);
+        }
+    }
+    let offsets = segments.iter().map(|w| w.first().map_or(0, |s| s.start)).collect();
+    Ok(TokenBatch {
+        epoch,
+        index,
+        offsets,
+        x_tokens,
+        y_tokens,
+        block_size: t,
+        packing: Some(Packing { segments, position_ids, loss_mask, cu_seqlens }),
+    })
 }
 
 impl Iterator for TokenLoader {

@@ -3,7 +3,9 @@
 //! [`TokenCorpus`](crate::TokenCorpus) ([`TokenLoader`]).
 
 mod loader;
+mod packed;
 mod plan;
 
-pub use self::loader::{TokenBatch, TokenLoader, TokenLoaderBuilder, TokenState};
+pub use self::loader::{Packing, TokenBatch, TokenLoader, TokenLoaderBuilder, TokenState};
+pub use self::packed::Segment;
 pub use self::plan::{WindowMode, WindowPlan};
