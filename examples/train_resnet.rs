@@ -286,7 +286,7 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
                 tch::no_grad(|| var.copy_(t));
             }
             opt.restore(&restored.tensors)?;
-            (restored.step, Some(restored.loader))
+            (restored.step, Some(ringfeed::LoaderState::from_json(&restored.loader)?))
         }
         (None, true) => bail!("--resume needs --checkpoint"),
         _ => (0, None),
@@ -312,7 +312,11 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         let Some(saver) = saver.as_mut() else { return Ok(()) };
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        saver.save(&params, &opt.momentum(), &loader.state(), step)
+        saver.save(
+            &[("model.", &params), ("optim.momentum.", &opt.momentum())],
+            &loader.state().to_json(),
+            step,
+        )
     };
 
     let first_step = step;

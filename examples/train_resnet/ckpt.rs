@@ -1,6 +1,6 @@
-//! The training example's checkpoints through `ringfeed-ckpt`: model
-//! parameters, SGD momentum and the loader's resume state in one
-//! safetensors file per save, written in the background by an
+//! The training examples' checkpoints through `ringfeed-ckpt`: model
+//! parameters, optimizer state (tensors by name, under a prefix each) and
+//! the loader's resume state (its JSON) in one safetensors file per save, written in the background by an
 //! [`AsyncSaver`] (training goes on as soon as the tensors are copied),
 //! the last two kept by a [`CheckpointDir`].
 
@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ringfeed::LoaderState;
 use ringfeed::tch::{Device, Tensor};
 use ringfeed_ckpt::{AsyncSaver, CheckpointDir, SaveHandle, SaveOptions, TensorRef};
 
@@ -34,28 +33,28 @@ impl Saver {
         })
     }
 
-    /// Starts saving `params` and `momentum` (by name) and the loader
-    /// state at `step`; returns once they are copied. The previous save's
-    /// error, if any, is this call's.
+    /// Starts saving the tensor sets (each `(prefix, tensors by name)`,
+    /// e.g. `("model.", params)`) and the loader state's JSON at `step`;
+    /// returns once they are copied. The previous save's error, if any, is
+    /// this call's.
     pub(crate) fn save(
         &mut self,
-        params: &[(String, Tensor)],
-        momentum: &[(String, Tensor)],
-        loader: &LoaderState,
+        sets: &[(&str, &[(String, Tensor)])],
+        loader: &str,
         step: u64,
     ) -> Result<()> {
         self.wait()?;
-        let names: Vec<(String, &Tensor)> = [("model.", params), ("optim.momentum.", momentum)]
-            .into_iter()
+        let names: Vec<(String, &Tensor)> = sets
+            .iter()
+            .copied()
             .flat_map(|(prefix, set)| set.iter().map(move |(name, t)| (format!("{prefix}{name}"), t)))
             .collect();
         // Copied once, by the saver, from libtorch's memory (a CUDA tensor
         // comes down piece by piece) into its staging buffers.
         let refs: Vec<TensorRef<'_>> =
             names.iter().map(|(n, t)| TensorRef::from_tch(n, t)).collect::<ringfeed_ckpt::Result<_>>()?;
-        let options = SaveOptions::default()
-            .metadata(LOADER_KEY, loader.to_json())
-            .metadata(STEP_KEY, step.to_string());
+        let options =
+            SaveOptions::default().metadata(LOADER_KEY, loader).metadata(STEP_KEY, step.to_string());
         // The metadata differs per save: a saver per call would re-allocate
         // its staging, so the options travel with the save instead.
         self.pending = Some(self.saver.save_with(self.dir.path_of(step), &refs, &options)?);
@@ -75,7 +74,8 @@ impl Saver {
 /// What a checkpoint restores.
 pub(crate) struct Restored {
     pub(crate) step: u64,
-    pub(crate) loader: LoaderState,
+    /// The loader state's JSON.
+    pub(crate) loader: String,
     pub(crate) tensors: BTreeMap<String, Tensor>,
 }
 
@@ -83,9 +83,7 @@ pub(crate) struct Restored {
 pub(crate) fn restore(dir: &Path) -> Result<Restored> {
     let ckpts = CheckpointDir::new(dir, 2)?;
     let (step, ckpt) = ckpts.latest()?.with_context(|| format!("no checkpoint in {}", dir.display()))?;
-    let loader = LoaderState::from_json(
-        ckpt.metadata().get(LOADER_KEY).context("no loader state in the checkpoint")?,
-    )?;
+    let loader = ckpt.metadata().get(LOADER_KEY).context("no loader state in the checkpoint")?.clone();
     // Read with direct I/O straight into libtorch memory (pinned when CUDA
     // is available), checksums checked.
     let tensors = ckpt.load_tch(Device::Cpu)?.into_iter().collect();
