@@ -11,7 +11,9 @@ usage: benches/tokens_bench.py [--rounds 3] [--warm-steps 2000] [--cold-steps 30
   ringfeed  `ringfeed bench train.bin --block-size 1024 --batch 12`: random
             offsets (`--mode random`, nanoGPT's sampling) and exact epochs
             (`--mode epoch`, every window once, global shuffle), x and y
-            built as int64 [B, T] for every batch
+            built as int64 [B, T] for every batch; 8 reader threads,
+            through the page cache, and random offsets with O_DIRECT
+            (`--token-io direct`)
 tokens/s counts x's tokens (B x T per batch) after the first batch; the
 first batch is timed from the start of the loop (nanoGPT: after its
 imports; ringfeed: from the process's start, opening the corpus included). Cold: drop_caches before each run (root). The token dataset and
@@ -81,15 +83,17 @@ def steady(j):
     return (j["tokens"] - B * T) / (j["seconds"] - j["first_batch_ms"] / 1e3)
 
 
-def ringfeed(steps, mode):
+def ringfeed(steps, mode, io="buffered"):
     j = json.loads(subprocess.run([rf, "bench", binf, "--block-size", str(T), "--batch", str(B), "--mode", mode,
-                                   "--steps", str(steps), "--epochs", "100", "--no-digest", "--json"],
+                                   "--steps", str(steps), "--epochs", "100", "--no-digest", "--json",
+                                   "--token-io", io],
                                   check=True, capture_output=True, text=True).stdout)
     return steady(j), j["first_batch_ms"]
 
 
 sides = {"nanogpt": lambda s: nanogpt(s), "ringfeed_random": lambda s: ringfeed(s, "random"),
-         "ringfeed_epoch": lambda s: ringfeed(s, "epoch")}
+         "ringfeed_epoch": lambda s: ringfeed(s, "epoch"),
+         "ringfeed_random_direct": lambda s: ringfeed(s, "random", "direct")}
 res = {f"{cache}_{side}_{k}": [] for cache in ("warm", "cold") for side in sides for k in ("tps", "first_ms")}
 subprocess.run(["cat", str(binf)], stdout=subprocess.DEVNULL, check=True)
 for r in range(a.rounds):

@@ -29,6 +29,9 @@ pub(crate) struct WindowArgs {
     /// End-of-text id of files that do not record it [default: GPT-2's 50256].
     #[arg(long)]
     pub(crate) eot: Option<u32>,
+    /// Token corpora: read through the page cache or with O_DIRECT.
+    #[arg(long = "token-io", default_value = "buffered", value_parser = ["buffered", "direct"])]
+    pub(crate) io: String,
 }
 
 impl WindowArgs {
@@ -42,7 +45,8 @@ impl WindowArgs {
 
     pub(crate) fn open(&self, path: &Path) -> Result<TokenCorpus> {
         let dtype = if self.token_dtype == "u32" { TokenDtype::U32 } else { TokenDtype::U16 };
-        Ok(TokenCorpus::open(path, &TokenCorpusOptions { dtype: Some(dtype), eot: self.eot })?)
+        let direct_io = self.io == "direct";
+        Ok(TokenCorpus::open(path, &TokenCorpusOptions { dtype: Some(dtype), eot: self.eot, direct_io })?)
     }
 }
 

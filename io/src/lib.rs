@@ -38,6 +38,10 @@ mod shm;
 pub use crate::aligned::AlignedBuf;
 pub use crate::shm::{Mapping, MappingMut, Memfd, SealedMemfd};
 
+/// `O_DIRECT` for `OpenOptionsExt::custom_flags` (its value differs between
+/// architectures), so that crates without `libc` can open files with it.
+pub const O_DIRECT: i32 = libc::O_DIRECT;
+
 /// Opens `path` for reading only if it is a regular file: a FIFO, device
 /// or directory where a dataset file should be is an error, not a read
 /// that blocks forever (opening a FIFO waits for a writer, hence

@@ -51,6 +51,17 @@ fn le(ids: &[u32], dtype: TokenDtype) -> Vec<u8> {
     }
 }
 
+/// Opens `path` through the page cache and with direct I/O; both agree
+/// with `all` and `starts`.
+fn check_both(path: &std::path::Path, options: TokenCorpusOptions, all: &[u32], starts: &[u64]) {
+    for direct_io in [false, true] {
+        let c = TokenCorpus::open(path, &TokenCorpusOptions { direct_io, ..options.clone() }).unwrap();
+        // Scratch directories are on ext4 (target/), which has O_DIRECT.
+        assert_eq!(c.direct_io(), direct_io);
+        check(&c, all, starts);
+    }
+}
+
 /// Every read of a few hundred ranges, and the documents, agree.
 fn check(c: &TokenCorpus, all: &[u32], starts: &[u64]) {
     assert_eq!(c.len(), all.len() as u64);
@@ -95,7 +106,7 @@ fn a_ringfeed_token_dataset_with_documents_across_records() {
     assert!(Dataset::open(&dir).unwrap().shards().len() > 3, "several shards");
     let c = TokenCorpus::open(&dir, &TokenCorpusOptions::default()).unwrap();
     assert_eq!((c.format(), c.dtype(), c.eot()), (TokenFormat::Ringfeed, TokenDtype::U16, EOT));
-    check(&c, &all, &starts);
+    check_both(&dir, TokenCorpusOptions::default(), &all, &starts);
 
     // A flipped byte inside a record: reads covering it fail, naming it.
     let ds = Dataset::open(&dir).unwrap();
@@ -151,9 +162,10 @@ fn a_nanogpt_bin_in_either_width() {
     for dtype in [TokenDtype::U16, TokenDtype::U32] {
         let path = d.path().join(format!("train-{dtype:?}.bin"));
         std::fs::write(&path, le(&all, dtype)).unwrap();
-        let c = TokenCorpus::open(&path, &TokenCorpusOptions { dtype: Some(dtype), eot: None }).unwrap();
+        let options = TokenCorpusOptions { dtype: Some(dtype), ..Default::default() };
+        let c = TokenCorpus::open(&path, &options).unwrap();
         assert_eq!(c.format(), TokenFormat::NanoGpt);
-        check(&c, &all, &starts);
+        check_both(&path, options, &all, &starts);
     }
     // Half an id at the end.
     let path = d.path().join("odd.bin");
@@ -201,7 +213,7 @@ fn a_megatron_indexed_dataset_and_hostile_indexes() {
     for p in [prefix.clone(), prefix.with_extension("bin"), prefix.with_extension("idx")] {
         let c = TokenCorpus::open(&p, &TokenCorpusOptions::default()).unwrap();
         assert_eq!((c.format(), c.dtype()), (TokenFormat::Megatron, TokenDtype::U16));
-        check(&c, &all, &starts);
+        check_both(&p, TokenCorpusOptions::default(), &all, &starts);
     }
     // ringfeed's writer (one sequence per document) agrees.
     let ours =
@@ -253,7 +265,7 @@ fn a_datatrove_ds_file_and_its_index() {
         std::fs::write(d.path().join(format!("000_{dtype:?}.ds.index")), &ends).unwrap();
         let c = TokenCorpus::open(&path, &TokenCorpusOptions::default()).unwrap();
         assert_eq!((c.format(), c.dtype()), (TokenFormat::Datatrove, dtype));
-        check(&c, &all, &starts);
+        check_both(&path, TokenCorpusOptions::default(), &all, &starts);
     }
     let path = d.path().join("bad.ds");
     std::fs::write(&path, vec![0u8; 3 * all.len()]).unwrap();

@@ -44,6 +44,10 @@ pub struct TokenCorpusOptions {
     /// End-of-text id where the files do not record it. Default: GPT-2's
     /// 50256 (nanoGPT, Megatron and datatrove files built with GPT-2).
     pub eot: Option<u32>,
+    /// Read with O_DIRECT where the file system supports it (alignment
+    /// from `statx`): for corpora colder or larger than the page cache,
+    /// which reads then neither fill nor evict. Default: `false`.
+    pub direct_io: bool,
 }
 
 /// A sequence of token ids with document boundaries, from any
@@ -64,9 +68,72 @@ pub struct TokenCorpus {
 #[derive(Debug)]
 enum Backing {
     /// One raw file of ids (nanoGPT, Megatron's `.bin`, datatrove's `.ds`).
-    Raw(File),
-    /// A ringfeed dataset: record `r` holds tokens `starts[r]..starts[r+1]`.
-    Pack { ds: Box<Dataset>, starts: Vec<u64> },
+    Raw(Reader),
+    /// A ringfeed dataset: record `r` holds tokens `starts[r]..starts[r+1]`;
+    /// one reader per shard.
+    Pack { ds: Box<Dataset>, starts: Vec<u64>, shards: Vec<Reader> },
+}
+
+/// Positioned reads of one file, through the page cache or with O_DIRECT.
+#[derive(Debug)]
+struct Reader {
+    path: PathBuf,
+    file: File,
+    /// The same file opened with O_DIRECT, and its alignment.
+    direct: Option<(File, u64)>,
+}
+
+impl Reader {
+    fn new(path: &Path, file: File, direct_io: bool) -> Reader {
+        let direct = direct_io.then(|| open_direct(path, &file)).flatten();
+        Reader { path: path.to_path_buf(), file, direct }
+    }
+
+    /// Reads `out.len()` bytes at `at`.
+    fn read_at(&self, at: u64, out: &mut [u8]) -> Result<()> {
+        let Some((direct, align)) = &self.direct else {
+            return self.file.read_exact_at(out, at).map_err(|e| Error::io_at("read", &self.path, at, e));
+        };
+        // The covering aligned span; the file's end need not be aligned.
+        let start = at / align * align;
+        let end = (at + out.len() as u64).div_ceil(*align) * align;
+        let len = usize::try_from(end - start).map_err(|_| Error::Config("read too large".into()))?;
+        let mut buf = ringfeed_io::AlignedBuf::zeroed(len, *align as usize).ok_or_else(|| {
+            Error::Config(format!("cannot allocate {len} bytes to read {}", self.path.display()))
+        })?;
+        let mut got = 0;
+        while got < len {
+            match direct.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io_at("read", &self.path, start + got as u64, e)),
+            }
+        }
+        let from = (at - start) as usize;
+        if got < from + out.len() {
+            return Err(Error::corrupt(
+                &self.path,
+                start + got as u64,
+                "the file ends inside the tokens asked for",
+            ));
+        }
+        out.copy_from_slice(&buf[from..from + out.len()]);
+        Ok(())
+    }
+}
+
+/// `path` opened again with O_DIRECT, and its alignment; `None` where the
+/// file system has no direct I/O.
+fn open_direct(path: &Path, file: &File) -> Option<(File, u64)> {
+    let align = match ringfeed_io::dio_alignment_of(file) {
+        Ok(ringfeed_io::DirectIo::Aligned(a)) => a,
+        _ => return None,
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let direct =
+        std::fs::OpenOptions::new().read(true).custom_flags(ringfeed_io::O_DIRECT).open(path).ok()?;
+    Some((direct, align.max(512)))
 }
 
 impl TokenCorpus {
@@ -76,7 +143,7 @@ impl TokenCorpus {
     pub fn open(path: impl AsRef<Path>, options: &TokenCorpusOptions) -> Result<TokenCorpus> {
         let path = path.as_ref();
         if path.is_dir() {
-            return Self::open_pack(path);
+            return Self::open_pack(path, options.direct_io);
         }
         let with = |ext: &str| PathBuf::from(format!("{}{ext}", path.display()));
         let stem = path.with_extension("");
@@ -107,12 +174,12 @@ impl TokenCorpus {
             dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens: len / width,
-            backing: Backing::Raw(file),
+            backing: Backing::Raw(Reader::new(path, file, options.direct_io)),
             docs: OnceLock::new(),
         })
     }
 
-    fn open_pack(dir: &Path) -> Result<TokenCorpus> {
+    fn open_pack(dir: &Path, direct_io: bool) -> Result<TokenCorpus> {
         let ds = Dataset::open(dir)?;
         let Payload::Tokens { dtype, eot, .. } = ds.manifest().schema.payload else {
             return Err(Error::Config(format!(
@@ -137,13 +204,20 @@ impl TokenCorpus {
             docs.push(at); // a last document without its end mark
         }
         let docs = OnceLock::from(Ok(docs));
+        let shards = (0..ds.shards().len())
+            .map(|k| {
+                let path = ds.shards()[k].path();
+                let file = crate::sys::open_regular(path).map_err(|e| Error::io("open", path, e))?;
+                Ok(Reader::new(path, file, direct_io))
+            })
+            .collect::<Result<_>>()?;
         Ok(TokenCorpus {
             format: TokenFormat::Ringfeed,
             path: dir.to_path_buf(),
             dtype,
             eot,
             tokens: at,
-            backing: Backing::Pack { ds: Box::new(ds), starts },
+            backing: Backing::Pack { ds: Box::new(ds), starts, shards },
             docs,
         })
     }
@@ -161,7 +235,7 @@ impl TokenCorpus {
             dtype: index.dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens: index.tokens,
-            backing: Backing::Raw(file),
+            backing: Backing::Raw(Reader::new(&bin_path, file, options.direct_io)),
             docs: OnceLock::from(Ok(index.docs)),
         })
     }
@@ -206,7 +280,7 @@ impl TokenCorpus {
             dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens,
-            backing: Backing::Raw(file),
+            backing: Backing::Raw(Reader::new(path, file, options.direct_io)),
             docs: OnceLock::from(Ok(docs)),
         })
     }
@@ -224,6 +298,14 @@ impl TokenCorpus {
     /// Width of the stored ids.
     pub fn dtype(&self) -> TokenDtype {
         self.dtype
+    }
+
+    /// Whether reads bypass the page cache (asked for, and supported).
+    pub fn direct_io(&self) -> bool {
+        match &self.backing {
+            Backing::Raw(r) => r.direct.is_some(),
+            Backing::Pack { shards, .. } => !shards.is_empty() && shards.iter().all(|r| r.direct.is_some()),
+        }
     }
 
     /// The end-of-text id.
@@ -278,25 +360,59 @@ impl TokenCorpus {
             ))
         })?;
         let width = self.dtype.width();
+        if out.is_empty() {
+            return Ok(());
+        }
         match &self.backing {
-            Backing::Raw(file) => {
+            Backing::Raw(reader) => {
                 let mut bytes = vec![0u8; out.len() * width];
-                let at = start * width as u64;
-                file.read_exact_at(&mut bytes, at).map_err(|e| Error::io_at("read", &self.path, at, e))?;
+                reader.read_at(start * width as u64, &mut bytes)?;
                 widen(self.dtype, &bytes, out);
             }
-            Backing::Pack { ds, starts } => {
+            Backing::Pack { ds, starts, shards } => {
+                // The records holding the tokens, one read per shard they
+                // span (records are back to back in a shard), each record
+                // checked whole against its CRC32C.
                 let mut r = starts.partition_point(|&s| s <= start) - 1;
-                let mut at = start;
-                while at < end {
-                    let rec = ds.record(r as u64)?;
-                    let (first, last) = (starts[r], starts[r + 1]);
-                    let (from, to) = (at.max(first), end.min(last));
-                    let bytes =
-                        &rec.payload[((from - first) as usize) * width..((to - first) as usize) * width];
-                    widen(self.dtype, bytes, &mut out[(from - start) as usize..(to - start) as usize]);
-                    at = to;
-                    r += 1;
+                let last = starts.partition_point(|&s| s < end) - 1;
+                let mut bytes = Vec::new();
+                while r <= last {
+                    let first = ds.locate(r as u64)?;
+                    let mut locs = vec![first];
+                    while r + locs.len() <= last {
+                        let next = ds.locate((r + locs.len()) as u64)?;
+                        if next.shard != first.shard {
+                            break;
+                        }
+                        locs.push(next);
+                    }
+                    let span_end = locs.last().map_or(first.offset, |l| l.offset + u64::from(l.len));
+                    bytes.resize((span_end - first.offset) as usize, 0);
+                    shards[first.shard].read_at(first.offset, &mut bytes)?;
+                    for (k, loc) in locs.iter().enumerate() {
+                        let at = (loc.offset - first.offset) as usize;
+                        let rec = &bytes[at..at + loc.len as usize];
+                        if crc32c::crc32c(rec) != loc.crc32c {
+                            let path = ds.shards()[loc.shard].path();
+                            return Err(Error::corrupt_record(
+                                path,
+                                loc.offset,
+                                loc.index_in_shard,
+                                "token record fails its CRC32C",
+                            ));
+                        }
+                        let (t0, t1) = (starts[r + k], starts[r + k + 1]);
+                        let (from, to) = (start.max(t0), end.min(t1));
+                        if from < to {
+                            let piece = &rec[((from - t0) as usize) * width..((to - t0) as usize) * width];
+                            widen(
+                                self.dtype,
+                                piece,
+                                &mut out[(from - start) as usize..(to - start) as usize],
+                            );
+                        }
+                    }
+                    r += locs.len();
                 }
             }
         }
