@@ -30,8 +30,8 @@ pub(crate) struct WindowArgs {
     #[arg(long)]
     pub(crate) eot: Option<u32>,
     /// Token corpora: read through the page cache or with O_DIRECT.
-    #[arg(long = "token-io", default_value = "buffered", value_parser = ["buffered", "direct"])]
-    pub(crate) io: String,
+    #[arg(long, default_value = "buffered", value_parser = ["buffered", "direct"])]
+    pub(crate) token_io: String,
 }
 
 impl WindowArgs {
@@ -45,7 +45,7 @@ impl WindowArgs {
 
     pub(crate) fn open(&self, path: &Path) -> Result<TokenCorpus> {
         let dtype = if self.token_dtype == "u32" { TokenDtype::U32 } else { TokenDtype::U16 };
-        let direct_io = self.io == "direct";
+        let direct_io = self.token_io == "direct";
         Ok(TokenCorpus::open(path, &TokenCorpusOptions { dtype: Some(dtype), eot: self.eot, direct_io })?)
     }
 }

@@ -237,8 +237,8 @@ fn windows_cover_an_epoch_once_across_ranks_and_bench_digests_agree() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    let a = bench(&bin, "1");
-    let b = bench(&bin, "3");
+    let a = bench(&bin, "1", "buffered");
+    let b = bench(&bin, "3", "direct");
     assert_eq!(a["digest"], b["digest"]);
     assert_eq!(a["tokens"], 2 * 99 * 4 * 100, "two epochs of 99 batches of 4 × 100 tokens");
     assert_eq!(a["corpus_format"], "nanogpt");
