@@ -28,9 +28,39 @@ bench = Path(os.environ.get("BENCH_DATA", os.path.expanduser("~/.cache/ringfeed-
 ap = argparse.ArgumentParser()
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--warm-steps", type=int, default=2000)
-ap.add_argument("--cold-steps", type=int, default=300)
+ap.add_argument("--cold-steps", type=int, default=100)
 ap.add_argument("--out", default=None)
+ap.add_argument("--plot", default=str(root / "docs/tokens_bench.png"))
+ap.add_argument("--plot-only", metavar="JSON", help="redo the plot from a previous --out file")
 a = ap.parse_args()
+
+
+def plot(m, path):
+    """Tokens/s of each side, warm and cold, the medians of the rounds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    rows = [("nanoGPT get_batch", "nanogpt"), ("ringfeed random", "ringfeed_random"),
+            ("ringfeed exact epochs", "ringfeed_epoch"), ("ringfeed random,\nO_DIRECT", "ringfeed_random_direct")]
+    for ax, cache in zip(axes, ("warm", "cold")):
+        names, vals = [n for n, _ in rows], [m[f"{cache}_{k}_tps"] / 1e6 for _, k in rows]
+        colors = ["#ff7f0e" if n.startswith("nano") else "#1f77b4" for n in names]
+        ax.barh(names[::-1], vals[::-1], color=colors[::-1])
+        for i, v in enumerate(vals[::-1]):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+        ax.set_title(f"{cache} page cache (M tokens/s)", fontsize=10)
+        ax.set_xlim(0, max(vals) * 1.2)
+    fig.suptitle("Batches of 12 x 1024 GPT-2 tokens, 76.6 M-token train.bin, 2-core VM (benches/tokens_bench.py, medians)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if a.plot_only:
+    plot(json.loads(Path(a.plot_only).read_text())["medians"], a.plot)
+    print(a.plot)
+    raise SystemExit(0)
 
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringfeed-cli", "--bin", "ringfeed"], cwd=root, check=True)
 rf = root / "target/release/ringfeed"
@@ -121,3 +151,4 @@ for (k, v), w in zip(goals.items(), want):
     print(f"{'MET' if v >= w else 'MISSED'}: {k}: {v:.2f}")
 if a.out:
     Path(a.out).write_text(json.dumps({"rounds": res, "medians": m, "goals": goals}, indent=1))
+plot(m, a.plot)

@@ -22,7 +22,7 @@ pub(crate) struct Args {
     block_size: Option<u64>,
     #[command(flatten)]
     window: crate::cmd_windows::WindowArgs,
-    /// Token corpora: threads reading ahead [default: 8].
+    /// Token corpora: threads reading ahead [default: 16].
     #[arg(long)]
     threads: Option<usize>,
     /// Token corpora: stop after this many batches.
