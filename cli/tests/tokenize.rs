@@ -218,7 +218,7 @@ fn windows_cover_an_epoch_once_across_ranks_and_bench_digests_agree() {
     assert_eq!(per_rank, [33, 33, 33], "399 windows: 33 batches of 4 per rank");
     // Bench: the same digest with one or three reader threads, and from a
     // token dataset holding the same ids.
-    let bench = |path: &Path, threads: &str| -> serde_json::Value {
+    let bench = |path: &Path, threads: &str, io: &str| -> serde_json::Value {
         let o = ringfeed(&[
             "bench",
             s(path),
@@ -232,6 +232,8 @@ fn windows_cover_an_epoch_once_across_ranks_and_bench_digests_agree() {
             "2",
             "--threads",
             threads,
+            "--token-io",
+            io,
             "--json",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
