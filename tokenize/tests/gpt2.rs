@@ -140,3 +140,46 @@ proptest! {
         check(&text);
     }
 }
+
+/// Prints single-thread encode speed of ours and of tiktoken-rs's own
+/// encoder on the shared text set (`$BENCH_DATA/text`, or
+/// `~/.cache/ringfeed-bench/text`). Run:
+/// `cargo test --release -p ringfeed-tokenize --test gpt2 speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; needs the shared text set"]
+fn speed_against_tiktoken_rs() {
+    let dir = std::env::var("BENCH_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ringfeed-bench")
+        })
+        .join("text");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let docs: Vec<String> = files.iter().take(10_000).map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let gpt2 = Tokenizer::gpt2().unwrap();
+    let reference = tiktoken_rs::r50k_base_singleton();
+    for round in 0..2 {
+        let t = std::time::Instant::now();
+        let mut enc = gpt2.encoder();
+        let mut n = 0;
+        let mut ids = Vec::new();
+        for d in &docs {
+            ids.clear();
+            enc.encode(d, &mut ids).unwrap();
+            n += ids.len();
+        }
+        let ours = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let m: usize = docs.iter().map(|d| reference.encode_ordinary(d).len()).sum();
+        let theirs = t.elapsed().as_secs_f64();
+        assert_eq!(n, m);
+        println!(
+            "round {round}: {bytes} bytes, {n} tokens: ringfeed {:.2} M tokens/s, tiktoken-rs {:.2} M tokens/s ({:.2}x)",
+            n as f64 / ours / 1e6,
+            m as f64 / theirs / 1e6,
+            theirs / ours
+        );
+    }
+}
