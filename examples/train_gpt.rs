@@ -292,8 +292,13 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         _ => (0, None),
     };
     let corpus = Arc::new(
-        TokenCorpus::open(&args.data, &TokenCorpusOptions::default())
-            .with_context(|| format!("opening {}", args.data.display()))?,
+        // Ids the embedding cannot take are the corpus's error, not a
+        // libtorch crash in the middle of a step.
+        TokenCorpus::open(
+            &args.data,
+            &TokenCorpusOptions { vocab_size: Some(args.vocab as u32), ..Default::default() },
+        )
+        .with_context(|| format!("opening {}", args.data.display()))?,
     );
     let mut builder = TokenLoader::builder(corpus)
         .block_size(args.block)

@@ -29,6 +29,10 @@ pub(crate) struct WindowArgs {
     /// End-of-text id of files that do not record it [default: GPT-2's 50256].
     #[arg(long)]
     pub(crate) eot: Option<u32>,
+    /// Ids at or above this are an error [default: a token dataset's
+    /// vocabulary; none for other files].
+    #[arg(long)]
+    pub(crate) vocab_size: Option<u32>,
     /// Token corpora: read through the page cache or with O_DIRECT.
     #[arg(long, default_value = "buffered", value_parser = ["buffered", "direct"])]
     pub(crate) token_io: String,
@@ -46,7 +50,9 @@ impl WindowArgs {
     pub(crate) fn open(&self, path: &Path) -> Result<TokenCorpus> {
         let dtype = if self.token_dtype == "u32" { TokenDtype::U32 } else { TokenDtype::U16 };
         let direct_io = self.token_io == "direct";
-        Ok(TokenCorpus::open(path, &TokenCorpusOptions { dtype: Some(dtype), eot: self.eot, direct_io })?)
+        let options =
+            TokenCorpusOptions { dtype: Some(dtype), eot: self.eot, direct_io, vocab_size: self.vocab_size };
+        Ok(TokenCorpus::open(path, &options)?)
     }
 }
 

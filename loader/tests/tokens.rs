@@ -205,7 +205,7 @@ fn a_damaged_token_dataset_is_an_error_then_the_end() {
         .build()
         .unwrap();
     for d in 0..50u16 {
-        let doc: Vec<u8> = (0..200u16).chain([50_256]).flat_map(|t| (t ^ d).to_le_bytes()).collect();
+        let doc: Vec<u8> = (0..200u16).map(|t| t ^ d).chain([50_256]).flat_map(|t| t.to_le_bytes()).collect();
         w.push(&doc, 1, None).unwrap();
     }
     w.finish().unwrap();

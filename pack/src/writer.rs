@@ -26,6 +26,7 @@ use super::format::{ENTRY_LEN, Entry, Footer, HEADER_LEN, Header, MAX_RECORD_LEN
 use super::manifest::{MANIFEST_FILE, Manifest, Payload, Schema, ShardInfo};
 use crate::error::{Error, Result};
 use crate::key_index::{KEY_INDEX_FILE, KEY_INDEX_TMP, KeyIndex};
+use crate::manifest::TokenDtype;
 use crate::reader::Dataset;
 
 /// Default target shard size: 128 MiB (small enough that closing a shard,
@@ -412,13 +413,24 @@ impl PackWriter {
                 what()
             )));
         }
-        if let Payload::Tokens { dtype, .. } = &self.cfg.schema.payload
-            && (!len.is_multiple_of(dtype.width() as u64) || !(0..=1).contains(&label))
-        {
-            return Err(Error::Config(format!(
-                "token record {}: {len} bytes of {dtype:?} ids with label {label} (0 or 1: whether it ends a document)",
-                what()
-            )));
+        if let Payload::Tokens { dtype, vocab_size, .. } = &self.cfg.schema.payload {
+            if !len.is_multiple_of(dtype.width() as u64) || !(0..=1).contains(&label) {
+                return Err(Error::Config(format!(
+                    "token record {}: {len} bytes of {dtype:?} ids with label {label} (0 or 1: whether it ends a \
+                     document)",
+                    what()
+                )));
+            }
+            let id = |b: &[u8]| match dtype {
+                TokenDtype::U16 => u32::from(u16::from_le_bytes([b[0], b[1]])),
+                TokenDtype::U32 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            };
+            if let Some(bad) = payload.chunks_exact(dtype.width()).map(id).find(|&t| t >= *vocab_size) {
+                return Err(Error::Config(format!(
+                    "token record {}: id {bad} is past the vocabulary of {vocab_size} ids",
+                    what()
+                )));
+            }
         }
         let label = if self.cfg.schema.labels {
             i32::try_from(label).map_err(|_| {

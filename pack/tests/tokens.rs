@@ -106,6 +106,11 @@ fn a_ringfeed_token_dataset_with_documents_across_records() {
     assert!(Dataset::open(&dir).unwrap().shards().len() > 3, "several shards");
     let c = TokenCorpus::open(&dir, &TokenCorpusOptions::default()).unwrap();
     assert_eq!((c.format(), c.dtype(), c.eot()), (TokenFormat::Ringfeed, TokenDtype::U16, EOT));
+    // A smaller vocabulary than the dataset's: its ids past it are errors.
+    let small =
+        TokenCorpus::open(&dir, &TokenCorpusOptions { vocab_size: Some(100), ..Default::default() }).unwrap();
+    let mut few = vec![0u32; 500];
+    assert!(small.read(0, &mut few).unwrap_err().to_string().contains("past the vocabulary of 100"));
     check_both(&dir, TokenCorpusOptions::default(), &all, &starts);
 
     // A flipped byte inside a record: reads covering it fail, naming it.
@@ -136,6 +141,8 @@ fn a_ringfeed_token_dataset_with_documents_across_records() {
         .unwrap();
     assert!(w.push(&[1, 2, 3], 1, None).is_err(), "odd bytes for u16 ids");
     assert!(w.push(&[1, 2], 2, None).is_err(), "labels say whether a document ends");
+    let e = w.push(&le(&[5, 50_257], TokenDtype::U16), 1, None).unwrap_err().to_string();
+    assert!(e.contains("id 50257 is past the vocabulary"), "{e}");
     assert!(
         PackWriter::builder(d.path().join("bad2"))
             .schema(Schema {
@@ -167,6 +174,15 @@ fn a_nanogpt_bin_in_either_width() {
         assert_eq!(c.format(), TokenFormat::NanoGpt);
         check_both(&path, options, &all, &starts);
     }
+    // Ids past the vocabulary the caller names are errors at their offset.
+    let path = d.path().join("big-ids.bin");
+    std::fs::write(&path, le(&[1, 2, 60_000, 3], TokenDtype::U16)).unwrap();
+    let c = TokenCorpus::open(&path, &TokenCorpusOptions { vocab_size: Some(50_257), ..Default::default() })
+        .unwrap();
+    let mut out = vec![0u32; 4];
+    let e = c.read(0, &mut out).unwrap_err();
+    assert!(e.is_corruption() && e.to_string().contains("byte 4") && e.to_string().contains("60000"), "{e}");
+    c.read(0, &mut out[..2]).unwrap();
     // Half an id at the end.
     let path = d.path().join("odd.bin");
     std::fs::write(&path, [1u8, 2, 3]).unwrap();

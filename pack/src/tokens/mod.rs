@@ -48,6 +48,10 @@ pub struct TokenCorpusOptions {
     /// from `statx`): for corpora colder or larger than the page cache,
     /// which reads then neither fill nor evict. Default: `false`.
     pub direct_io: bool,
+    /// Ids at or above this are an error on read (a model's embedding
+    /// would fail on them). Default: a token dataset's own vocabulary;
+    /// none for other files.
+    pub vocab_size: Option<u32>,
 }
 
 /// A sequence of token ids with document boundaries, from any
@@ -59,6 +63,8 @@ pub struct TokenCorpus {
     dtype: TokenDtype,
     eot: u32,
     tokens: u64,
+    /// Ids must be below this, when known.
+    vocab: Option<u32>,
     backing: Backing,
     /// Token offset where each document starts, then the token count:
     /// known at open (indexed formats) or found on first use (nanoGPT).
@@ -143,7 +149,7 @@ impl TokenCorpus {
     pub fn open(path: impl AsRef<Path>, options: &TokenCorpusOptions) -> Result<TokenCorpus> {
         let path = path.as_ref();
         if path.is_dir() {
-            return Self::open_pack(path, options.direct_io);
+            return Self::open_pack(path, options);
         }
         let with = |ext: &str| PathBuf::from(format!("{}{ext}", path.display()));
         let stem = path.with_extension("");
@@ -174,14 +180,16 @@ impl TokenCorpus {
             dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens: len / width,
+            vocab: options.vocab_size,
             backing: Backing::Raw(Reader::new(path, file, options.direct_io)),
             docs: OnceLock::new(),
         })
     }
 
-    fn open_pack(dir: &Path, direct_io: bool) -> Result<TokenCorpus> {
+    fn open_pack(dir: &Path, options: &TokenCorpusOptions) -> Result<TokenCorpus> {
+        let direct_io = options.direct_io;
         let ds = Dataset::open(dir)?;
-        let Payload::Tokens { dtype, eot, .. } = ds.manifest().schema.payload else {
+        let Payload::Tokens { dtype, eot, vocab_size, .. } = ds.manifest().schema.payload else {
             return Err(Error::Config(format!(
                 "{} is not a token dataset (made by `ringfeed tokenize`)",
                 dir.display()
@@ -217,6 +225,7 @@ impl TokenCorpus {
             dtype,
             eot,
             tokens: at,
+            vocab: Some(options.vocab_size.map_or(vocab_size, |v| v.min(vocab_size))),
             backing: Backing::Pack { ds: Box::new(ds), starts, shards },
             docs,
         })
@@ -235,6 +244,7 @@ impl TokenCorpus {
             dtype: index.dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens: index.tokens,
+            vocab: options.vocab_size,
             backing: Backing::Raw(Reader::new(&bin_path, file, options.direct_io)),
             docs: OnceLock::from(Ok(index.docs)),
         })
@@ -280,6 +290,7 @@ impl TokenCorpus {
             dtype,
             eot: options.eot.unwrap_or(GPT2_EOT),
             tokens,
+            vocab: options.vocab_size,
             backing: Backing::Raw(Reader::new(path, file, options.direct_io)),
             docs: OnceLock::from(Ok(docs)),
         })
@@ -368,6 +379,7 @@ impl TokenCorpus {
                 let mut bytes = vec![0u8; out.len() * width];
                 reader.read_at(start * width as u64, &mut bytes)?;
                 widen(self.dtype, &bytes, out);
+                self.check_ids(out, &reader.path, start * width as u64)?;
             }
             Backing::Pack { ds, starts, shards } => {
                 // The records holding the tokens, one read per shard they
@@ -405,11 +417,10 @@ impl TokenCorpus {
                         let (from, to) = (start.max(t0), end.min(t1));
                         if from < to {
                             let piece = &rec[((from - t0) as usize) * width..((to - t0) as usize) * width];
-                            widen(
-                                self.dtype,
-                                piece,
-                                &mut out[(from - start) as usize..(to - start) as usize],
-                            );
+                            let dst = &mut out[(from - start) as usize..(to - start) as usize];
+                            widen(self.dtype, piece, dst);
+                            let at = loc.offset + (from - t0) * width as u64;
+                            self.check_ids(dst, ds.shards()[loc.shard].path(), at)?;
                         }
                     }
                     r += locs.len();
@@ -417,6 +428,22 @@ impl TokenCorpus {
             }
         }
         Ok(())
+    }
+}
+
+impl TokenCorpus {
+    /// An error naming the first id of `ids` (read from byte `at` of
+    /// `path`) at or above the vocabulary size, when one is known.
+    fn check_ids(&self, ids: &[u32], path: &Path, at: u64) -> Result<()> {
+        let Some(vocab) = self.vocab else { return Ok(()) };
+        match ids.iter().position(|&t| t >= vocab) {
+            None => Ok(()),
+            Some(i) => Err(Error::corrupt(
+                path,
+                at + (i * self.dtype.width()) as u64,
+                format!("token id {} is past the vocabulary of {vocab} ids", ids[i]),
+            )),
+        }
     }
 }
 
