@@ -30,8 +30,13 @@ use ringfeed::tch::{self, Device, Tensor};
 use ringfeed::{BatchMemory, ImagePipeline, Loader};
 
 // Relative to this file's directory, also when a test includes this file.
-#[path = "train_resnet/ckpt.rs"]
+#[path = "train_common/ckpt.rs"]
 mod ckpt;
+#[path = "train_common/steps.rs"]
+mod steps;
+
+pub(crate) use steps::StepLog;
+use steps::batch_digest;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -210,44 +215,9 @@ impl Sgd {
     }
 }
 
-/// FNV-1a over a batch's record indices: identifies the batch in the log.
-fn batch_digest(indices: &[u64]) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for &i in indices {
-        for b in i.to_le_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
-}
-
-/// One training step, as the example logs it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StepLog {
-    /// Steps done, this one included.
-    pub(crate) step: u64,
-    /// Cross-entropy of the batch, before the update.
-    pub(crate) loss: f64,
-    /// [`batch_digest`] of the batch's record indices.
-    pub(crate) batch: String,
-    /// Time spent waiting for the loader.
-    pub(crate) wait_s: f64,
-    /// Whole step time.
-    pub(crate) step_s: f64,
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
-    let summary = train(&args, |s| {
-        println!(
-            "{{\"step\":{},\"loss\":{:.6},\"batch\":\"{}\",\"wait_ms\":{:.2},\"step_ms\":{:.2}}}",
-            s.step,
-            s.loss,
-            s.batch,
-            s.wait_s * 1e3,
-            s.step_s * 1e3
-        );
-    })?;
+    let summary = train(&args, StepLog::print)?;
     println!("{}", serde_json::json!({ "summary": summary }));
     Ok(())
 }

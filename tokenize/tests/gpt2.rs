@@ -3,6 +3,9 @@
 //! on chosen hard cases, random Unicode text, and a corpus of generated
 //! documents; decoding gives the text back.
 
+mod common;
+
+use common::{PARTS, document};
 use proptest::prelude::*;
 use ringfeed_tokenize::Tokenizer;
 
@@ -60,54 +63,9 @@ fn known_ids() {
     assert!(gpt2.decode(&[50257]).is_err());
 }
 
-/// A document generator: words, numbers, punctuation, contractions and
-/// whitespace runs of every kind, in many scripts.
-fn document(seed: u64, words: usize) -> String {
-    const PARTS: [&str; 24] = [
-        "the",
-        "Tokenizer",
-        "don't",
-        "it's",
-        "we'll",
-        "1984",
-        "3.14",
-        "über",
-        "naïve",
-        "東京",
-        "Москва",
-        "🦀",
-        "(",
-        ")",
-        ",",
-        ".",
-        "!",
-        "--",
-        "'",
-        "\"",
-        "x_y",
-        "CamelCase",
-        "ünïcödé",
-        "١٢٣",
-    ];
-    const SPACES: [&str; 10] = [" ", " ", " ", " ", "  ", "\n", "\n\n", "\t", " \n ", "\u{a0}"];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as usize
-    };
-    let mut s = String::new();
-    for _ in 0..words {
-        s.push_str(PARTS[next() % PARTS.len()]);
-        s.push_str(SPACES[next() % SPACES.len()]);
-    }
-    s
-}
-
 #[test]
 fn generated_documents_match_tiktoken_one_by_one_and_in_batches() {
-    let docs: Vec<String> = (0..300).map(|i| document(i, 50 + (i as usize * 37) % 400)).collect();
+    let docs: Vec<String> = (0..300).map(|i| document(i, 50 + (i as usize * 37) % 400, &PARTS)).collect();
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let gpt2 = Tokenizer::gpt2().unwrap();
     // One encoder for all: its cache must never change an answer.

@@ -12,6 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::PARTS;
 use ringfeed_tokenize::Tokenizer;
 
 /// The directory of tiktoken-rs's shipped vocabulary files.
@@ -50,47 +53,10 @@ for d in docs:
     print(json.dumps({"tiktoken": enc.encode_ordinary(d), "hf": hf.encode(d, add_special_tokens=False).ids}))
 "#;
 
+/// Half the documents write `<|endoftext|>` as text (see the test).
 fn document(seed: u64) -> String {
-    const PARTS: [&str; 22] = [
-        "the",
-        "Tokenizer",
-        "don't",
-        "it's",
-        "1984",
-        "3.14",
-        "über",
-        "naïve",
-        "東京",
-        "Москва",
-        "🦀",
-        "(",
-        ")",
-        ",",
-        ".",
-        "!",
-        "'",
-        "\"",
-        "x_y",
-        "CamelCase",
-        "١٢٣",
-        "<|endoftext|>",
-    ];
-    const SPACES: [&str; 9] = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n ", "   "];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as usize
-    };
-    // Half the documents write `<|endoftext|>` as text (see the test).
     let parts = if seed.is_multiple_of(2) { &PARTS[..PARTS.len() - 1] } else { &PARTS[..] };
-    let mut s = String::new();
-    for _ in 0..20 + next() % 300 {
-        s.push_str(parts[next() % parts.len()]);
-        s.push_str(SPACES[next() % SPACES.len()]);
-    }
-    s
+    common::document(seed, 20 + (seed as usize * 37) % 300, parts)
 }
 
 #[test]

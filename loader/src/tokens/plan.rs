@@ -79,10 +79,7 @@ impl WindowPlan {
         rank: u64,
         world: u64,
     ) -> Result<WindowPlan> {
-        if block_size == 0 || batch == 0 {
-            return Err(Error::Config("block size and batch size must be at least 1".into()));
-        }
-        let ddp = DdpConfig::new(rank, world, true)?;
+        let ddp = ranks(block_size, batch, rank, world)?;
         let windows = tokens.saturating_sub(1) / block_size;
         let batches = ddp.batches_per_rank(windows, batch);
         if batches == 0 {
@@ -125,15 +122,12 @@ impl WindowPlan {
         rank: u64,
         world: u64,
     ) -> Result<WindowPlan> {
-        if block_size == 0 || batch == 0 {
-            return Err(Error::Config("block size and batch size must be at least 1".into()));
-        }
+        let ddp = ranks(block_size, batch, rank, world)?;
         let shuffled = match shuffle {
             Shuffle::Sequential => false,
             Shuffle::Global => true,
             _ => return Err(Error::Config("packed windows order documents sequentially or globally".into())),
         };
-        let ddp = DdpConfig::new(rank, world, true)?;
         let planned = Packer::windows_at_least(&docs, block_size);
         let packer = Packer::new(docs, block_size, shuffled, seed, epoch);
         let windows = packer.windows();
@@ -217,6 +211,15 @@ impl WindowPlan {
             }
         }
     }
+}
+
+/// The split between ranks, after checking the sizes: full batches of
+/// equal count on every rank (the tail is dropped).
+fn ranks(block_size: u64, batch: u64, rank: u64, world: u64) -> Result<DdpConfig> {
+    if block_size == 0 || batch == 0 {
+        return Err(Error::Config("block size and batch size must be at least 1".into()));
+    }
+    DdpConfig::new(rank, world, true)
 }
 
 /// A uniform draw from `[0, n)` (Lemire's method, without bias).

@@ -273,8 +273,9 @@ impl TokenCorpus {
         let tokens = *docs.last().expect("not empty");
         let dtype = match (tokens, len) {
             (0, 0) => options.dtype.unwrap_or(TokenDtype::U16),
-            (t, l) if l == 2 * t => TokenDtype::U16,
-            (t, l) if l == 4 * t => TokenDtype::U32,
+            // Checked: a hostile index may name any count.
+            (t, l) if t.checked_mul(2) == Some(l) => TokenDtype::U16,
+            (t, l) if t.checked_mul(4) == Some(l) => TokenDtype::U32,
             (t, l) => {
                 return Err(Error::corrupt(
                     path,
