@@ -121,28 +121,30 @@ pub(crate) fn tokens(args: TokensArgs) -> Result<ExitCode> {
     let Payload::Tokens { dtype, .. } = ds.manifest().schema.payload else {
         bail!("{} is not a token dataset (made by `ringfeed tokenize`)", args.dataset.display());
     };
-    // Records of the document: after the `doc`-th document end, up to and
-    // including the next.
+    // The document's records, found from the labels (document ends) the
+    // index holds in memory; only they are read.
     let mut seen = 0u64;
-    let mut ids: Vec<u64> = Vec::new();
+    let mut records = Vec::new();
     for i in 0..ds.len() {
-        let rec = ds.record(i)?;
+        let ends = ds.locate(i)?.label == 1;
         if seen == args.doc {
-            let w = dtype.width();
-            ids.extend(rec.payload.chunks_exact(w).map(|b| match dtype {
-                TokenDtype::U16 => u64::from(u16::from_le_bytes([b[0], b[1]])),
-                TokenDtype::U32 => u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            }));
-        }
-        if rec.label == 1 {
-            if seen == args.doc {
+            records.push(i);
+            if ends {
                 break;
             }
-            seen += 1;
         }
+        seen += u64::from(ends);
     }
-    if seen < args.doc || ids.is_empty() {
+    if records.is_empty() {
         bail!("{} has {seen} documents; there is no document {}", args.dataset.display(), args.doc);
+    }
+    let mut ids: Vec<u64> = Vec::new();
+    for r in records {
+        let w = dtype.width();
+        ids.extend(ds.record(r)?.payload.chunks_exact(w).map(|b| match dtype {
+            TokenDtype::U16 => u64::from(u16::from_le_bytes([b[0], b[1]])),
+            TokenDtype::U32 => u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        }));
     }
     let mut out = Out::new();
     if args.json {

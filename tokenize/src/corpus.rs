@@ -2,6 +2,7 @@
 //! (a pack whose records are token ids; see `Payload::Tokens`), on many
 //! threads, written in document order, crash-safe like every pack.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -306,16 +307,20 @@ impl TextOf {
         })
     }
 
-    fn text(&self, source: &dyn Source, i: usize, raw: &[u8]) -> Result<String> {
+    /// The text of record `i`: borrowed from `raw` where it is there as
+    /// is (no copy), owned where it had to be decoded (JSON).
+    fn text<'a>(&self, source: &dyn Source, i: usize, raw: &'a [u8]) -> Result<Cow<'a, str>> {
         let bad = |why: String| {
             let at =
                 source.origin(i).map(|(p, off)| format!(" ({} byte {off})", p.display())).unwrap_or_default();
             Error::Config(format!("document {i}{at}: {why}"))
         };
-        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| bad(format!("not UTF-8: {e}")));
+        let utf8 = |b: &'a [u8]| {
+            std::str::from_utf8(b).map(Cow::Borrowed).map_err(|e| bad(format!("not UTF-8: {e}")))
+        };
         match self {
             TextOf::Raw => utf8(raw),
-            TextOf::JsonField(f) => ringfeed_pack::text_field(raw, f).map_err(bad),
+            TextOf::JsonField(f) => ringfeed_pack::text_field(raw, f).map(Cow::Owned).map_err(bad),
             TextOf::TfExample(f) => match crate::example::bytes_feature(raw, f) {
                 Some(text) => utf8(text),
                 None => utf8(raw),

@@ -217,29 +217,6 @@ impl TokenLoaderBuilder {
         if self.block_size > 1 << 24 || self.batch > 1 << 16 {
             return Err(Error::Config("block size at most 2^24 tokens, batch at most 65,536 windows".into()));
         }
-        // Checks the sizes against the corpus.
-        let plan = match self.mode {
-            WindowMode::Packed { shuffle } => WindowPlan::packed(
-                Arc::new(self.corpus.documents()?.to_vec()),
-                self.block_size,
-                self.batch,
-                shuffle,
-                self.seed,
-                0,
-                self.rank,
-                self.world,
-            )?,
-            mode => WindowPlan::new(
-                self.corpus.len(),
-                self.block_size,
-                self.batch,
-                mode,
-                self.seed,
-                0,
-                self.rank,
-                self.world,
-            )?,
-        };
         let mut state = TokenState {
             epoch: 0,
             batch: 0,
@@ -251,6 +228,9 @@ impl TokenLoaderBuilder {
             rank: self.rank,
             world: self.world,
         };
+        // Checks the sizes against the corpus.
+        let plans = Arc::new(Plans::new(&self.corpus, state.clone())?);
+        let plan = plans.get(0)?;
         if let Some(r) = &self.resume {
             let same = TokenState { epoch: r.epoch, batch: r.batch, ..state.clone() };
             if *r != same {
@@ -269,7 +249,7 @@ impl TokenLoaderBuilder {
             }
             state = r.clone();
         }
-        TokenLoader::start(self, state, plan.batches())
+        TokenLoader::start(self, state, plan.batches(), plans)
     }
 }
 
@@ -335,7 +315,12 @@ impl TokenLoader {
         }
     }
 
-    fn start(b: TokenLoaderBuilder, state: TokenState, batches_per_epoch: u64) -> Result<TokenLoader> {
+    fn start(
+        b: TokenLoaderBuilder,
+        state: TokenState,
+        batches_per_epoch: u64,
+        plans: Arc<Plans>,
+    ) -> Result<TokenLoader> {
         let end_epoch = b.epochs;
         let first = state.epoch.saturating_mul(batches_per_epoch).saturating_add(state.batch);
         let total = end_epoch.saturating_mul(batches_per_epoch).saturating_sub(first);
@@ -346,17 +331,12 @@ impl TokenLoader {
         for _ in 0..b.prefetch {
             let _ = ticket_tx.send(());
         }
-        let docs = match state.mode {
-            WindowMode::Packed { .. } => Some(Arc::new(b.corpus.documents()?.to_vec())),
-            _ => None,
-        };
         let next = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::new();
         for k in 0..b.threads {
             let (done_tx, ticket_rx, next) = (done_tx.clone(), ticket_rx.clone(), next.clone());
-            let (corpus, st, docs) = (b.corpus.clone(), state.clone(), docs.clone());
+            let (corpus, plans) = (b.corpus.clone(), plans.clone());
             let spawned = std::thread::Builder::new().name(format!("rf-tokens-{k}")).spawn(move || {
-                let mut plans: Option<(u64, WindowPlan)> = None;
                 while ticket_rx.recv().is_ok() {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
                     if seq >= total {
@@ -364,7 +344,7 @@ impl TokenLoader {
                     }
                     let at = first + seq;
                     let job: Job = (seq, at / batches_per_epoch, at % batches_per_epoch);
-                    let batch = read_batch(&corpus, &st, job, &mut plans, docs.as_ref());
+                    let batch = read_batch(&corpus, &plans, job);
                     let failed = batch.is_err();
                     if done_tx.send((seq, batch)).is_err() || failed {
                         return;
@@ -405,16 +385,34 @@ impl TokenLoader {
     }
 }
 
-fn read_batch(
-    corpus: &TokenCorpus,
-    st: &TokenState,
-    job: Job,
-    plans: &mut Option<(u64, WindowPlan)>,
-    docs: Option<&Arc<Vec<u64>>>,
-) -> Result<TokenBatch> {
-    let (_, epoch, index) = job;
-    if plans.as_ref().is_none_or(|(e, _)| *e != epoch) {
-        let plan = match (st.mode, docs) {
+/// The plan of the epoch being read, built once for all reader threads
+/// (a packed plan takes a pass over the documents).
+#[derive(Debug)]
+struct Plans {
+    st: TokenState,
+    /// Each document's start, for packed windows.
+    docs: Option<Arc<Vec<u64>>>,
+    /// The last two epochs' plans: around an epoch boundary, threads
+    /// read batches of both.
+    recent: std::sync::Mutex<Vec<(u64, Arc<WindowPlan>)>>,
+}
+
+impl Plans {
+    fn new(corpus: &TokenCorpus, st: TokenState) -> Result<Plans> {
+        let docs = match st.mode {
+            WindowMode::Packed { .. } => Some(Arc::new(corpus.documents()?.to_vec())),
+            _ => None,
+        };
+        Ok(Plans { st, docs, recent: std::sync::Mutex::new(Vec::new()) })
+    }
+
+    fn get(&self, epoch: u64) -> Result<Arc<WindowPlan>> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, plan)) = recent.iter().find(|(e, _)| *e == epoch) {
+            return Ok(plan.clone());
+        }
+        let st = &self.st;
+        let plan = Arc::new(match (st.mode, &self.docs) {
             (WindowMode::Packed { shuffle }, Some(docs)) => WindowPlan::packed(
                 docs.clone(),
                 st.block_size,
@@ -425,21 +423,29 @@ fn read_batch(
                 st.rank,
                 st.world,
             )?,
-            _ => WindowPlan::new(
+            (mode, _) => WindowPlan::new(
                 st.tokens,
                 st.block_size,
                 st.batch_size,
-                st.mode,
+                mode,
                 st.seed,
                 epoch,
                 st.rank,
                 st.world,
             )?,
-        };
-        *plans = Some((epoch, plan));
+        });
+        if recent.len() == 2 {
+            recent.remove(0);
+        }
+        recent.push((epoch, plan.clone()));
+        Ok(plan)
     }
-    let (_, plan) = plans.as_ref().expect("set above");
-    let t = st.block_size as usize;
+}
+
+fn read_batch(corpus: &TokenCorpus, plans: &Plans, job: Job) -> Result<TokenBatch> {
+    let (_, epoch, index) = job;
+    let plan = plans.get(epoch)?;
+    let t = plans.st.block_size as usize;
     if plan.is_packed() {
         return read_packed(corpus, plan.batch_segments(index), epoch, index, t);
     }
