@@ -81,7 +81,7 @@ mod tokens;
 pub use crate::engine::batch::{Batch, Digest};
 pub use crate::engine::config::{ErrorPolicy, LoaderBuilder};
 pub use crate::engine::images::{
-    BatchMemory, ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images,
+    BatchMemory, ImageBuffer, ImageDtype, ImageOutput, ImagePipeline, ImageTransform, Images,
 };
 pub use crate::engine::io_backend::{IO_BACKEND_ENV, IoBackend};
 pub use crate::engine::loader::Loader;

@@ -190,3 +190,41 @@ fn a_resumed_image_loader_yields_the_same_images() {
         }
     }
 }
+
+#[test]
+fn image_buffers_are_writable_and_go_back_to_the_pool() {
+    let (dir, _) = dataset(false);
+    let pipeline = ImagePipeline::train(32);
+    let plan = || loader(dir.path(), pipeline, 2, ErrorPolicy::Fail).epochs(8).prefetch(2);
+    let expected: Vec<Batch> = plan().build().unwrap().map(Result::unwrap).collect();
+    let mut loader = plan().build().unwrap();
+    let mut seen = 0;
+    while let Some(batch) = loader.next() {
+        let mut batch = batch.unwrap();
+        let images = batch.images.take().expect("images requested");
+        let want = expected[seen].images.as_ref().unwrap();
+        assert_eq!((expected[seen].epoch, expected[seen].index), (batch.epoch, batch.index));
+        let shape = images.shape();
+        let mut buf = images.into_buffer();
+        assert_eq!((buf.shape(), buf.dtype()), (shape, ImageDtype::F32));
+        assert!(buf.as_bytes() == want.data(), "batch {}/{} differs", batch.epoch, batch.index);
+        assert_eq!(buf.as_bytes().as_ptr().align_offset(4), 0);
+        // The memory is the holder's: writes stick.
+        buf.as_mut_bytes().fill(7);
+        assert!(buf.as_bytes().iter().all(|&b| b == 7));
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
+    // Every buffer went back to the pool when dropped: 8 epochs of batches
+    // never needed more than the bounded pool holds.
+    let m = loader.metrics();
+    let one = expected.iter().map(|b| b.images.as_ref().unwrap().data().len() as u64).max().unwrap();
+    assert!(m.batch_buffer_bytes_max < 24 * one.next_multiple_of(256 << 10), "{m:?}");
+
+    // A clone shares nothing: its buffer is a copy, and the original's
+    // bytes are untouched by writes to it.
+    let b = &expected[0];
+    let mut copy = b.images.clone().unwrap().into_buffer();
+    copy.as_mut_bytes().fill(0);
+    assert_ne!(b.images.as_ref().unwrap().data(), copy.as_bytes());
+}

@@ -202,7 +202,10 @@ pub struct Images {
 /// Where a batch's image values live.
 #[derive(Debug)]
 pub(crate) enum Storage {
-    /// A recycled buffer of the loader's pool (or, after a clone, the heap).
+    /// A recycled buffer of the loader's pool, which the consumer owns
+    /// alone (writable: [`Images::into_buffer`]).
+    Pool(super::pool::Pooled),
+    /// Shared bytes: the run's first batch, a clone, a realigned copy.
     Bytes(Bytes),
     /// A libtorch tensor.
     #[cfg(feature = "tch")]
@@ -247,7 +250,7 @@ impl Images {
     /// tensor-backed images) or `BatchMemory::Tensor`.
     pub fn memory(&self) -> BatchMemory {
         match &self.storage {
-            Storage::Bytes(_) => BatchMemory::Pooled,
+            Storage::Pool(_) | Storage::Bytes(_) => BatchMemory::Pooled,
             #[cfg(feature = "tch")]
             Storage::Tensor(_) => BatchMemory::Tensor,
         }
@@ -257,10 +260,39 @@ impl Images {
     /// byte order.
     pub fn data(&self) -> &[u8] {
         match &self.storage {
+            Storage::Pool(b) => b.as_ref(),
             Storage::Bytes(b) => b,
             #[cfg(feature = "tch")]
             Storage::Tensor(t) => t.bytes(),
         }
+    }
+
+    /// The values' memory, owned and writable, for handing to another
+    /// library without a copy (the Python package gives it to torch
+    /// through DLPack). A pooled buffer returns to the loader's pool when
+    /// the [`ImageBuffer`] is dropped; images that share their bytes (the
+    /// run's first batch while a clone lives, a clone) or live in a
+    /// libtorch tensor are copied into a buffer of their own.
+    pub fn into_buffer(self) -> ImageBuffer {
+        let inner = match self.storage {
+            Storage::Pool(p) => BufferInner::Pool(p),
+            Storage::Bytes(b) => match b.try_into_mut() {
+                // Unique: its memory becomes writable as it is (the first
+                // batch's one allocation, already aligned for `f32`).
+                Ok(m) if self.dtype == ImageDtype::U8 || m.as_ptr().align_offset(4) == 0 => {
+                    BufferInner::Mut(m)
+                }
+                Ok(m) => BufferInner::F32(f32_copy(&m)),
+                Err(b) if self.dtype == ImageDtype::F32 => BufferInner::F32(f32_copy(&b)),
+                Err(b) => BufferInner::Mut(bytes::BytesMut::from(&b[..])),
+            },
+            #[cfg(feature = "tch")]
+            Storage::Tensor(t) => match self.dtype {
+                ImageDtype::F32 => BufferInner::F32(f32_copy(t.bytes())),
+                ImageDtype::U8 => BufferInner::Mut(bytes::BytesMut::from(t.bytes())),
+            },
+        };
+        ImageBuffer { shape: self.shape, dtype: self.dtype, inner }
     }
 
     /// The values as `f32`, `B * C * H * W` of them, for
@@ -310,12 +342,73 @@ fn aligned_copy(bytes: &[u8]) -> Bytes {
     Bytes::from_owner(F32Buf(values))
 }
 
+/// `bytes` (a whole number of `f32`s) copied into a `Vec<f32>`.
+fn f32_copy(bytes: &[u8]) -> Vec<f32> {
+    let n = bytes.len() / 4;
+    let mut values = vec![0f32; n];
+    bytemuck::cast_slice_mut::<f32, u8>(&mut values).copy_from_slice(&bytes[..n * 4]);
+    values
+}
+
+/// A batch's image values in memory that the holder owns alone and may
+/// write: what [`Images::into_buffer`] returns. Dropping it returns a
+/// pooled buffer to its loader's pool (or frees it once the loader is
+/// gone).
+#[derive(Debug)]
+pub struct ImageBuffer {
+    shape: [usize; 4],
+    dtype: ImageDtype,
+    inner: BufferInner,
+}
+
+#[derive(Debug)]
+enum BufferInner {
+    Pool(super::pool::Pooled),
+    Mut(bytes::BytesMut),
+    F32(Vec<f32>),
+}
+
+impl ImageBuffer {
+    /// Shape `[B, C, H, W]`.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> ImageDtype {
+        self.dtype
+    }
+
+    /// The values' bytes (native byte order), `shape`'s product × element
+    /// size of them; `f32` values are aligned for `f32`.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.inner {
+            BufferInner::Pool(p) => p.as_ref(),
+            BufferInner::Mut(m) => m,
+            BufferInner::F32(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// The values' bytes, writable.
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        match &mut self.inner {
+            BufferInner::Pool(p) => p.as_mut_slice(),
+            BufferInner::Mut(m) => m,
+            BufferInner::F32(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+}
+
 impl Clone for Images {
     /// A copy of the values (tensor-backed images are copied into a plain
     /// buffer, aligned for `f32`: the original tensor keeps its single
     /// owner).
     fn clone(&self) -> Self {
         let storage = match &self.storage {
+            Storage::Pool(p) => Storage::Bytes(match self.dtype {
+                ImageDtype::F32 => aligned_copy(p.as_ref()),
+                ImageDtype::U8 => Bytes::copy_from_slice(p.as_ref()),
+            }),
             Storage::Bytes(b) => Storage::Bytes(b.clone()),
             #[cfg(feature = "tch")]
             Storage::Tensor(t) => Storage::Bytes(match self.dtype {
@@ -571,7 +664,7 @@ pub(crate) fn finish_images(
         kept += 1;
     }
     let storage = match buf {
-        ImageBuf::Pool(b) => Storage::Bytes(s.pool.freeze(b).slice(..kept * slot)),
+        ImageBuf::Pool(b) => Storage::Pool(s.pool.own(b).truncated(kept * slot)),
         ImageBuf::Shared(b) => Storage::Bytes(b.freeze().slice(..kept * slot)),
         #[cfg(feature = "tch")]
         ImageBuf::Tensor(mut t) => {

@@ -136,19 +136,39 @@ impl BufferPool {
     pub(crate) fn freeze(self: &Arc<Self>, buf: BatchBuf) -> Bytes {
         match buf.map {
             None => Bytes::new(),
-            Some(map) => {
-                Bytes::from_owner(Pooled { map: Some(map), len: buf.len, pool: Arc::downgrade(self) })
-            }
+            Some(_) => Bytes::from_owner(self.own(buf)),
         }
+    }
+
+    /// Wraps a filled buffer so that it returns to this pool when dropped,
+    /// keeping it writable (images handed to Python: see
+    /// [`ImageBuffer`](crate::ImageBuffer)).
+    pub(crate) fn own(self: &Arc<Self>, buf: BatchBuf) -> Pooled {
+        Pooled { map: buf.map, len: buf.len, pool: Arc::downgrade(self) }
     }
 }
 
-/// A pooled buffer owned by a `Bytes`.
-struct Pooled {
+/// A filled pooled buffer, returned to its pool when dropped.
+#[derive(Debug)]
+pub(crate) struct Pooled {
     map: Option<Mapped>,
     len: usize,
     /// Weak, so that batches outliving their loader free normally.
     pool: Weak<BufferPool>,
+}
+
+impl Pooled {
+    /// Keeps only the first `len` bytes (at most the current length).
+    pub(crate) fn truncated(mut self, len: usize) -> Self {
+        self.len = self.len.min(len);
+        self
+    }
+
+    /// The bytes, writable.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        self.map.as_mut().map_or(&mut [], |m| &mut m.map[..len])
+    }
 }
 
 impl AsRef<[u8]> for Pooled {

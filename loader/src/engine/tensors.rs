@@ -14,23 +14,27 @@ impl Images {
     /// when libtorch cannot build it.
     pub fn into_tensor(self) -> Result<Tensor> {
         let (shape, dtype, storage) = self.into_parts();
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         match storage {
             Storage::Tensor(t) => Ok(t.into_tensor()),
-            Storage::Bytes(b) => {
-                let kind = match dtype {
-                    ImageDtype::U8 => Kind::Uint8,
-                    ImageDtype::F32 => Kind::Float,
-                };
-                // `from_data_size` trusts the length; check it first.
-                if b.len() != shape.iter().product::<usize>() * kind.elt_size_in_bytes() {
-                    return Err(Error::Internal(format!("{} image bytes do not fill {shape:?}", b.len())));
-                }
-                Tensor::f_from_data_size(&b, &dims, kind)
-                    .map_err(|e| Error::Tensor(format!("cannot build the image tensor: {e}")))
-            }
+            Storage::Pool(p) => bytes_tensor(p.as_ref(), shape, dtype),
+            Storage::Bytes(b) => bytes_tensor(&b, shape, dtype),
         }
     }
+}
+
+/// A new tensor holding a copy of `b`, `shape` values of `dtype`.
+fn bytes_tensor(b: &[u8], shape: [usize; 4], dtype: ImageDtype) -> Result<Tensor> {
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let kind = match dtype {
+        ImageDtype::U8 => Kind::Uint8,
+        ImageDtype::F32 => Kind::Float,
+    };
+    // `from_data_size` trusts the length; check it first.
+    if b.len() != shape.iter().product::<usize>() * kind.elt_size_in_bytes() {
+        return Err(Error::Internal(format!("{} image bytes do not fill {shape:?}", b.len())));
+    }
+    Tensor::f_from_data_size(b, &dims, kind)
+        .map_err(|e| Error::Tensor(format!("cannot build the image tensor: {e}")))
 }
 
 impl Batch {
