@@ -199,7 +199,7 @@ fn image_buffers_are_writable_and_go_back_to_the_pool() {
     let expected: Vec<Batch> = plan().build().unwrap().map(Result::unwrap).collect();
     let mut loader = plan().build().unwrap();
     let mut seen = 0;
-    while let Some(batch) = loader.next() {
+    for batch in loader.by_ref() {
         let mut batch = batch.unwrap();
         let images = batch.images.take().expect("images requested");
         let want = expected[seen].images.as_ref().unwrap();
