@@ -1,8 +1,19 @@
 #!/usr/bin/env python3
-"""ringfeed against PyTorch's DataLoader, side by side, in one run.
+"""ringfeed against the loaders people use, side by side, in one run.
 
 usage: benches/harness.py [--limit N] [--batch 64] [--caches warm,cold] [--pipelines train,val] [--data DIR]
+                          [--peers dali,spdl,ffcv,dataloader-rs] [--dataloader full|best]
        benches/harness.py --plot-only      (redraw the plot from target/bench/harness.json)
+
+Sides: ringfeed through Rust (the CLI, below) and through Python (the
+`ringfeed` package, `pip install ./python`: `ringfeed.Loader`, batches as
+torch tensors through DLPack); NVIDIA DALI's CPU pipeline, SPDL, FFCV
+(benches/peers/*_side.py, installed by benches/peers/install*.sh),
+dataloader-rs (benches/dataloader-rs, a Rust binary); PyTorch's DataLoader.
+Each peer is configured the way its documentation recommends for CPU, with
+equivalent transforms (benches/peers/NOTES*.md, benches/dataloader-rs/NOTES.md
+say how and what each does differently); a peer that cannot be installed is
+reported with the reason, not silently dropped.
 
 Same photos, same transforms, same batch size, same number of cores.
 The file set: N photos (--limit, default all 5,000) taken evenly spaced from
@@ -61,6 +72,10 @@ ap.add_argument("--mad-images", type=int, default=500, help="photos (one random 
 ap.add_argument("--fio-seconds", type=int, default=5)
 # Development only: a CLI without the tch feature (rows are labelled so).
 ap.add_argument("--without-tch", action="store_true", help=argparse.SUPPRESS)
+ap.add_argument("--peers", default="dali,spdl,ffcv,dataloader-rs", help="peer loaders besides the DataLoader ('' for none)")
+ap.add_argument("--dataloader", choices=["full", "best"], default="full",
+                help="every DataLoader configuration (decoders x 0-2 workers x persistent), or only 2 persistent workers of each decoder")
+ap.add_argument("--ringfeed-py-side", nargs=3, metavar=("PACK", "PIPELINE", "CORES"), help=argparse.SUPPRESS)
 ap.add_argument("--torch-side", nargs=5, metavar=("FOLDER", "LOADER", "PIPELINE", "WORKERS", "PERSISTENT"), help=argparse.SUPPRESS)
 ap.add_argument("--calibrate-decode", metavar="FOLDER", help=argparse.SUPPRESS)
 ap.add_argument("--plot-only", action="store_true", help="redraw the plot from target/bench/harness.json")
@@ -105,6 +120,25 @@ if a.torch_side:
             first = time.perf_counter() - started
         n += images.shape[0]
     print(json.dumps({"images": n, "seconds": time.perf_counter() - started, "first_batch_s": first}))
+    sys.exit(0)
+
+if a.ringfeed_py_side:
+    # ringfeed through its Python package, timed from creation to the last
+    # batch, as the DataLoader side: each batch a torch tensor, dropped.
+    import torch  # noqa: F401  (imported before the clock starts, as on the DataLoader side)
+    import ringfeed
+    pack, pipeline, cores = a.ringfeed_py_side[0], a.ringfeed_py_side[1], int(a.ringfeed_py_side[2])
+    started = time.perf_counter()
+    loader = ringfeed.Loader(pack, batch_size=a.batch, pipeline=pipeline, size=224, dtype="float32", cores=cores,
+                             io="auto", shuffle="global", pin_memory=False)
+    first, n = None, 0
+    for images, labels in loader:
+        if first is None:
+            first = time.perf_counter() - started
+        assert images.dtype.is_floating_point and tuple(images.shape[1:]) == (3, 224, 224)
+        n += images.shape[0]
+    print(json.dumps({"images": n, "seconds": time.perf_counter() - started, "first_batch_s": first,
+                      "version": f"ringfeed {ringfeed.__version__}"}))
     sys.exit(0)
 
 if a.calibrate_decode:
@@ -158,7 +192,7 @@ def summed_kb(pids, path, field):
             pass
     return total
 
-def measured(cmd, env=None):
+def measured(cmd, env=None, allow_fail=False, timeout=None):
     """Runs `cmd`; returns its JSON output and the peaks of the summed RSS
     (VmRSS) and summed PSS (smaps_rollup Pss) of its process tree, in MB,
     and how PSS was sampled. RSS is sampled every 20 ms. PSS is sampled in
@@ -167,7 +201,7 @@ def measured(cmd, env=None):
     taken only once 10x the last one's cost has passed: the sampler then
     spends at most ~10% of one core and PSS is sampled every 20 ms to
     ~0.3 s."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     peak, pss_samples, started = [0, 0], [0], time.monotonic()
     def sample():
         next_pss = 0.0
@@ -183,9 +217,17 @@ def measured(cmd, env=None):
             time.sleep(0.02)
     t = threading.Thread(target=sample)
     t.start()
-    out, err = proc.communicate()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the whole session: a peer's worker processes too
+        out, err = proc.communicate()
+        err = f"timed out after {timeout} s; {err}"
+        proc.returncode = -9
     t.join()
     if proc.returncode != 0:
+        if allow_fail:
+            return None, err.strip().splitlines()[-3:]
         sys.exit(f"{cmd}: {err}")
     secs = time.monotonic() - started
     return json.loads(out), peak[0] / 1024, peak[1] / 1024, {"pss_samples": pss_samples[0], "pss_interval_s": secs / max(1, pss_samples[0])}
@@ -230,6 +272,15 @@ def cpu_model():
     except (OSError, StopIteration):
         return platform.processor()
 
+def family(r):
+    """Which loader a row is, whatever its configuration."""
+    name = r["loader"]
+    if name.startswith("ringfeed"):
+        return "ringfeed (Python)" if "(Python)" in name else "ringfeed (Rust)"
+    if name.startswith("DataLoader"):
+        return "PyTorch DataLoader"
+    return name.split(",")[0]
+
 def plot(result):
     """target/bench/harness.png from a run's result, copied to docs/harness.png."""
     try:
@@ -244,7 +295,9 @@ def plot(result):
             sel = [r for r in rows if r["cache"] == cache and r["pipeline"] == pipeline]
             labels = [r["loader"].replace("DataLoader + ", "DL ").replace("num_workers=", "w=").replace(" (no tch: Batch::images)", "")
                       for r in sel]
-            colors = ["tab:orange" if r["loader"].startswith("ringfeed") else "tab:blue" for r in sel]
+            palette = {"ringfeed (Rust)": "tab:orange", "ringfeed (Python)": "tab:red", "PyTorch DataLoader": "tab:blue",
+                       "DALI CPU pipeline": "tab:green", "SPDL": "tab:purple", "FFCV": "tab:brown", "dataloader-rs": "tab:gray"}
+            colors = [palette.get(family(r), "tab:cyan") for r in sel]
             ax = axes[0][col]
             ax.barh(labels, [r["img_s"] for r in sel], color=colors)
             ax.set_title(f"{pipeline}, {cache} cache")
@@ -263,7 +316,7 @@ def plot(result):
                 ax.set_yticklabels([])
         side = "ringfeed (tch tensors)" if "--tensors" in result["ringfeed_args"] else "ringfeed (no tch)"
         dec, f4, f128 = cal["decode_jpeg_1core"], cal["fio_4k_randread_qd32"], cal["fio_128k_randread_qd32"]
-        fig.suptitle(f"{side} vs PyTorch DataLoader: the same {result['photos']} photos, batch {result['batch']}, {cal['cpus']} CPUs\n"
+        fig.suptitle(f"{side} and ringfeed (Python) vs DALI, SPDL, FFCV, dataloader-rs, DataLoader: the same {result['photos']} photos, batch {result['batch']}, {cal['cpus']} CPUs\n"
                      f"calibration: decode_jpeg {dec['img_s']:.0f} img/s on 1 core; "
                      f"fio randread QD32 4k {f4['iops']:,.0f} IOPS, 128k {f128['mb_s']:,.0f} MB/s")
         fig.tight_layout()
@@ -333,21 +386,84 @@ pixels["command"] = " ".join(mad_cmd)
 print(f"pixels vs full decode (Pillow) + same box + resize: MAD {pixels['all']['mean']:.2f} levels over {pixels['all']['n']} boxes, "
       f"{pixels['dct_scaled']['mean']:.2f} over the {pixels['dct_scaled']['n']} DCT-scaled ones", flush=True)
 
-rows = []
+# The Python package, built from this checkout as a user installs it.
+subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--root-user-action=ignore", str(root / "python")], check=True)
+py_version = subprocess.run([sys.executable, "-c", "import ringfeed; print(ringfeed.__version__)"], check=True,
+                            capture_output=True, text=True, cwd="/").stdout.strip()
+
+# Peers: installed (pinned) and prepared before anything is timed; one that
+# cannot be is reported, with the reason.
+peers, unavailable = {}, {}
+threads = os.cpu_count()
+for peer in [x for x in a.peers.split(",") if x]:
+    try:
+        if peer in ("dali", "spdl"):
+            subprocess.run(["bash", str(root / "benches/peers/install.sh"), peer], check=True, capture_output=True, text=True)
+            script = str(root / f"benches/peers/{peer}_side.py")
+            peers[peer] = lambda pipeline, script=script: [sys.executable, script, "--folder", str(folder), "--pipeline", pipeline,
+                                                           "--batch", str(a.batch), "--threads", str(threads)]
+        elif peer == "ffcv":
+            subprocess.run(["bash", str(root / "benches/peers/install_ffcv.sh")], check=True, capture_output=True, text=True)
+            beton = folder.parent / "images.beton"
+            if not beton.exists() or beton.stat().st_mtime < (folder.parent / "files.txt").stat().st_mtime:
+                subprocess.run([sys.executable, str(root / "benches/peers/ffcv_side.py"), "--write", "--folder", str(folder),
+                                "--beton", str(beton)], check=True, capture_output=True, text=True)
+            peers[peer] = lambda pipeline, beton=beton: [sys.executable, str(root / "benches/peers/ffcv_side.py"), "--beton",
+                                                         str(beton), "--pipeline", pipeline, "--batch", str(a.batch),
+                                                         "--threads", str(threads)]
+        elif peer == "dataloader-rs":
+            target = root / "target/dataloader-rs"
+            subprocess.run(["cargo", "build", "--release", "--locked", "-q", "--manifest-path",
+                            str(root / "benches/dataloader-rs/Cargo.toml")], check=True, capture_output=True, text=True,
+                           env=dict(os.environ, CARGO_TARGET_DIR=str(target)))
+            binary = str(target / "release/dataloader-rs-peer")
+            peers[peer] = lambda pipeline, binary=binary: [binary, "--folder", str(folder), "--pipeline", pipeline,
+                                                           "--batch", str(a.batch), "--workers", str(threads)]
+        else:
+            sys.exit(f"unknown peer {peer}")
+    except subprocess.CalledProcessError as e:
+        unavailable[peer] = f"setup failed: {(e.stderr or '').strip()[-400:]}"
+        print(f"{peer}: {unavailable[peer]}", flush=True)
+PEER_NAMES = {"dali": "DALI CPU pipeline", "spdl": "SPDL", "ffcv": "FFCV", "dataloader-rs": "dataloader-rs"}
+
+rows, failures = [], []
 for cache in a.caches.split(","):
     for pipeline in a.pipelines.split(","):
-        configs = [("ringfeed", cores, False) for cores in (1, 2)]
-        configs += [(kind, w, p) for kind in ("pil", "v2") for w, p in ((0, False), (1, False), (1, True), (2, False), (2, True))]
+        configs = [(kind, cores, False) for kind in ("ringfeed", "ringfeed-py") for cores in (1, 2)]
+        sweep = ((0, False), (1, False), (1, True), (2, False), (2, True)) if a.dataloader == "full" else ((2, True),)
+        configs += [(kind, w, p) for kind in ("pil", "v2") for w, p in sweep]
+        configs += [(peer, threads, False) for peer in peers]
         for kind, n, persistent in configs:
             if cache == "cold":
                 drop_caches()
             else:  # warm: the files this side reads were just read
-                inputs = [str(x) for x in packed.glob("*.rfp")] if kind == "ringfeed" else [str(x) for x in jpegs(folder)]
+                if kind.startswith("ringfeed"):
+                    inputs = [str(x) for x in packed.glob("*.rfp")]
+                elif kind == "ffcv":
+                    inputs = [str(folder.parent / "images.beton")]
+                else:
+                    inputs = [str(x) for x in jpegs(folder)]
                 subprocess.run(["cat"] + inputs, stdout=subprocess.DEVNULL, check=True)
-            if kind == "ringfeed":
+            if kind in peers:
+                got = measured(peers[kind](pipeline), allow_fail=True, timeout=900)
+                if got[0] is None:
+                    failures.append({"loader": PEER_NAMES[kind], "cache": cache, "pipeline": pipeline, "error": got[1]})
+                    print(f"{cache:4} {pipeline:5} {PEER_NAMES[kind]:55} failed: {got[1]}", flush=True)
+                    continue
+                out, rss, pss, sampling = got
+                row = {"loader": f"{PEER_NAMES[kind]}, {n} threads", "images": out["images"],
+                       "img_s": out["images"] / out["seconds"], "first_batch_s": out["first_batch_s"],
+                       "version": out.get("version"), "config": out.get("config")}
+            elif kind == "ringfeed-py":
+                out, rss, pss, sampling = measured([sys.executable, __file__, "--batch", str(a.batch),
+                                                    "--ringfeed-py-side", str(packed), pipeline, str(n)])
+                row = {"loader": f"ringfeed (Python), {n} core{'s' if n > 1 else ''}", "images": out["images"],
+                       "img_s": out["images"] / out["seconds"], "first_batch_s": out["first_batch_s"]}
+            elif kind == "ringfeed":
                 out, rss, pss, sampling = measured([rf, "bench", str(packed), "--json", "--pipeline", pipeline, "--dtype", "f32", "--no-digest",
                                           "--batch", str(a.batch), "--cores", str(n), "--io", "auto"] + tensor_args, env=env)
-                row = {"loader": f"{rf_name}, {n} core{'s' if n > 1 else ''}", "images": out["samples"], "img_s": out["samples_per_sec"],
+                row = {"loader": f"{rf_name} (Rust), {n} core{'s' if n > 1 else ''}", "images": out["samples"], "img_s": out["samples_per_sec"],
                        "first_batch_s": out["first_batch_ms"] / 1e3, "io": out["io"], "limit": out["limiting_stage"],
                        "batch_memory": out.get("batch_memory"), "worker_cpus": out.get("worker_cpus")}
                 if tensor_args and out.get("batch_memory") != "tensor":
@@ -359,6 +475,10 @@ for cache in a.caches.split(","):
                 row = {"loader": f"{name}, num_workers={n}{', persistent' if persistent else ''}", "images": out["images"],
                        "img_s": out["images"] / out["seconds"], "first_batch_s": out["first_batch_s"]}
             if row["images"] != n_images:
+                if kind in peers:  # reported, not compared: it did other work
+                    failures.append({"loader": row["loader"], "cache": cache, "pipeline": pipeline,
+                                     "error": f"delivered {row['images']} images, expected {n_images}"})
+                    continue
                 sys.exit(f"{row['loader']} delivered {row['images']} images, expected {n_images}")
             row.update({"cache": cache, "pipeline": pipeline, "peak_rss_mb": rss, "peak_pss_mb": pss, **sampling})
             rows.append(row)
@@ -368,7 +488,8 @@ for cache in a.caches.split(","):
 result = {"photos": n_images, "of": len(all_files), "files": str(folder), "pack": str(packed), "batch": a.batch,
           "ringfeed_build": "cargo build --release --locked -p ringfeed-cli" + (" --features tch" if features else ""),
           "ringfeed_args": ["--pipeline", "train|val", "--dtype", "f32", "--no-digest", "--io", "auto"] + tensor_args,
-          "calibration": calibration, "pixels": pixels, "rows": rows}
+          "calibration": calibration, "pixels": pixels, "rows": rows, "failures": failures,
+          "unavailable": unavailable, "python_package": py_version}
 (out_dir / "harness.json").write_text(json.dumps(result, indent=2))
 
 scaled = pixels["dct_scaled"]
@@ -392,26 +513,49 @@ lines += ["", "ringfeed decodes only the crop's region, at a reduced DCT scale (
           f"antialiased bilinear resize to 224×224: **{pixels['all']['mean']:.2f} levels** (of 255) over {pixels['all']['n']} random "
           f"RandomResizedCrop-like boxes (p99 {pixels['all']['p99']:.2f}), {scaled['mean']:.2f} over the {scaled['n']} DCT-scaled ones "
           f"(p99 {scaled['p99']:.2f}, max {scaled['max']:.2f}); `{pixels['command']}`.", ""]
-summary = []
-# The README's table: per case, ringfeed's faster row against the fastest DataLoader.
-readme = [f"| case | {'ringfeed (tch tensors, `--io auto`)' if tensor_args else rf_name} | best DataLoader (of PIL + torchvision and decode_jpeg + v2, 0–2 workers, persistent or not) | ratio "
-          "| peak RSS ringfeed / that DataLoader | peak PSS ringfeed / that DataLoader | first batch ringfeed / that DataLoader |",
+summary, goals = [], []
+# The README's table: per case, each loader's fastest configuration, and
+# ringfeed through Python against each.
+readme = ["| case | loader (fastest configuration) | img/s | ringfeed (Python) is | first batch (s) | peak PSS (MB) | peak RSS (MB) |",
           "|---|---|---|---|---|---|---|"]
 for cache in a.caches.split(","):
     for pipeline in a.pipelines.split(","):
         sel = [r for r in rows if r["cache"] == cache and r["pipeline"] == pipeline]
-        best_torch = max((r for r in sel if not r["loader"].startswith("ringfeed")), key=lambda r: r["img_s"])
-        best_rf = max((r for r in sel if r["loader"].startswith("ringfeed")), key=lambda r: r["img_s"])
-        readme.append(f"| {cache}, {pipeline} | {best_rf['img_s']:,.0f} img/s ({best_rf['loader'].split(', ')[-1]}) | "
-                      f"{best_torch['img_s']:,.0f} img/s ({best_torch['loader'].split(' + ', 1)[1]}) | "
-                      f"**{best_rf['img_s'] / best_torch['img_s']:.2f}×** | {best_rf['peak_rss_mb']:,.0f} / {best_torch['peak_rss_mb']:,.0f} MB | "
-                      f"{best_rf['peak_pss_mb']:,.0f} / {best_torch['peak_pss_mb']:,.0f} MB | "
-                      f"{best_rf['first_batch_s']:.3f} / {best_torch['first_batch_s']:.3f} s |")
-        summary.append(f"- {cache}, {pipeline}: {best_rf['loader']} {best_rf['img_s']:.0f} img/s vs best DataLoader "
-                       f"({best_torch['loader']}) {best_torch['img_s']:.0f} img/s = **{best_rf['img_s'] / best_torch['img_s']:.2f}×**; "
-                       f"peak RSS {best_rf['peak_rss_mb']:.0f} vs {best_torch['peak_rss_mb']:.0f} MB, "
-                       f"peak PSS {best_rf['peak_pss_mb']:.0f} vs {best_torch['peak_pss_mb']:.0f} MB; "
-                       f"first batch {best_rf['first_batch_s']:.3f} vs {best_torch['first_batch_s']:.3f} s")
-(out_dir / "harness.md").write_text("\n".join(lines + summary + ["", "For the README:", ""] + readme) + "\n")
-print("\n".join([""] + summary))
+        best = {}
+        for r in sel:
+            if family(r) not in best or r["img_s"] > best[family(r)]["img_s"]:
+                best[family(r)] = r
+        py = best.get("ringfeed (Python)")
+        for fam, r in sorted(best.items(), key=lambda kv: -kv[1]["img_s"]):
+            ratio = "—" if py is None or r is py else f"**{py['img_s'] / r['img_s']:.2f}×**"
+            readme.append(f"| {cache}, {pipeline} | {fam} ({r['loader'].split(', ', 1)[-1] if ', ' in r['loader'] else ''}) | "
+                          f"{r['img_s']:,.0f} | {ratio} | {r['first_batch_s']:.3f} | {r['peak_pss_mb']:,.0f} | {r['peak_rss_mb']:,.0f} |")
+        if py is None:
+            continue
+        rust = best.get("ringfeed (Rust)")
+        others = [r for f, r in best.items() if not f.startswith("ringfeed")]
+        peer_best = max(others, key=lambda r: r["img_s"]) if others else None
+        dl = best.get("PyTorch DataLoader")
+        best_pss = peer_best["peak_pss_mb"] if peer_best else None
+        summary.append(f"- {cache}, {pipeline}: ringfeed (Python) {py['img_s']:.0f} img/s"
+                       + (f" = {py['img_s'] / rust['img_s']:.2f}× ringfeed (Rust) {rust['img_s']:.0f}" if rust else "")
+                       + (f"; {py['img_s'] / peer_best['img_s']:.2f}× the best peer ({family(peer_best)}, {peer_best['img_s']:.0f})" if peer_best else "")
+                       + (f"; {py['img_s'] / dl['img_s']:.2f}× the best DataLoader ({dl['img_s']:.0f})" if dl else "")
+                       + f"; PSS {py['peak_pss_mb']:.0f} MB" + (f" (that peer's {best_pss:.0f} MB)" if best_pss else "")
+                       + f"; first batch {py['first_batch_s']:.3f} s")
+        if rust:
+            goals.append((f"{cache} {pipeline}: Python ≥ 0.95× Rust", py["img_s"] / rust["img_s"], 0.95))
+        if peer_best:
+            goals.append((f"{cache} {pipeline}: Python ≥ {1.8 if pipeline == 'train' else 2.0}× best peer ({family(peer_best)})",
+                          py["img_s"] / peer_best["img_s"], 1.8 if pipeline == "train" else 2.0))
+            goals.append((f"{cache} {pipeline}: PSS ≤ ½ the best peer's ({family(peer_best)})", best_pss / py["peak_pss_mb"], 2.0))
+        if dl:
+            goals.append((f"{cache} {pipeline}: Python ≥ 2.5× DataLoader", py["img_s"] / dl["img_s"], 2.5))
+        goals.append((f"{cache} {pipeline}: first batch ≤ 0.1 s", 0.1 / max(py["first_batch_s"], 1e-9), 1.0))
+goal_lines = ["", "Goals (issue #18), this run:", ""] + [f"- {'met' if v >= need else 'NOT met'}: {name} ({v:.2f} vs {need})"
+                                                         for name, v, need in goals]
+notes = [f"- {p}: unavailable ({why})" for p, why in unavailable.items()] + \
+        [f"- {f['loader']} {f['cache']} {f['pipeline']}: failed ({f['error']})" for f in failures]
+(out_dir / "harness.md").write_text("\n".join(lines + summary + goal_lines + notes + ["", "For the README:", ""] + readme) + "\n")
+print("\n".join([""] + summary + goal_lines + notes))
 plot(result)
