@@ -24,23 +24,12 @@ temporary class/file.jpg tree.
 import argparse, faulthandler, json, os, sys, tempfile, time
 from pathlib import Path
 
+import common
+from common import jpeg_files, limited_tree  # noqa: F401
+
 
 def fail(msg):
-    print(f"dali_side: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def jpeg_files(folder):
-    return sorted(p for p in Path(folder).rglob("*.jpg"))
-
-
-def limited_tree(folder, n, tmp):
-    files = jpeg_files(folder)
-    chosen = files if n >= len(files) else [files[i * len(files) // n] for i in range(n)]
-    for p in chosen:
-        (Path(tmp) / p.parent.name).mkdir(parents=True, exist_ok=True)
-        (Path(tmp) / p.parent.name / p.name).symlink_to(p.resolve())
-    return tmp
+    common.fail("dali_side", msg)
 
 
 def main():

@@ -31,6 +31,7 @@ mod dataset;
 mod dlpack;
 mod errors;
 mod loader;
+mod options;
 mod tokens;
 
 use pyo3::prelude::*;

@@ -8,12 +8,11 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use ringfeed::{
-    DdpConfig, Digest, ErrorPolicy, ImageBuffer, ImageDtype, ImagePipeline, IoMode, LoaderState, Shuffle,
-};
+use ringfeed::{DdpConfig, Digest, ErrorPolicy, ImageBuffer, ImageDtype, ImagePipeline, IoMode, LoaderState};
 
 use crate::dlpack::{DlDataType, DlPackBuffer, Export};
 use crate::errors::{config_error, loader_error};
+use crate::options::choose;
 
 /// A running loader.
 #[pyclass(module = "ringfeed._ringfeed", name = "_Loader", frozen)]
@@ -114,37 +113,18 @@ impl Loader {
         }
         b = b.batch_size(batch_size).seed(seed).start_epoch(start_epoch).epochs(epochs);
         if let Some(s) = shuffle {
-            b = b.shuffle(match s {
-                "global" => Shuffle::Global,
-                "block" => Shuffle::block(),
-                "sequential" => Shuffle::Sequential,
-                other => {
-                    return Err(config_error(format!(
-                        "shuffle {other:?}: expected \"global\", \"block\" or \"sequential\""
-                    )));
-                }
-            });
+            b = b.shuffle(crate::options::shuffle(s)?);
         }
-        b = b.on_error(match on_corrupt {
-            "fail" => ErrorPolicy::Fail,
-            "skip" => ErrorPolicy::Skip,
-            "replace" => ErrorPolicy::Replace,
-            other => {
-                return Err(config_error(format!(
-                    "on_corrupt {other:?}: expected \"fail\", \"skip\" or \"replace\""
-                )));
-            }
-        });
-        b = b.io_mode(match io {
-            "auto" => IoMode::Auto,
-            "direct" => IoMode::Direct,
-            "buffered" => IoMode::Buffered,
-            other => {
-                return Err(config_error(format!(
-                    "io {other:?}: expected \"auto\", \"direct\" or \"buffered\""
-                )));
-            }
-        });
+        b = b.on_error(choose(
+            "on_corrupt",
+            on_corrupt,
+            &[("fail", ErrorPolicy::Fail), ("skip", ErrorPolicy::Skip), ("replace", ErrorPolicy::Replace)],
+        )?);
+        b = b.io_mode(choose(
+            "io",
+            io,
+            &[("auto", IoMode::Auto), ("direct", IoMode::Direct), ("buffered", IoMode::Buffered)],
+        )?);
         if let Some(n) = cores {
             b = b.cores(n);
         }

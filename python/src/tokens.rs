@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
-use ringfeed::{Shuffle, TokenCorpus, TokenCorpusOptions, TokenDtype, TokenState, WindowMode};
+use ringfeed::{TokenCorpus, TokenCorpusOptions, TokenDtype, TokenState, WindowMode};
 
 use crate::dlpack::{DlDataType, DlPackBuffer, Export};
 use crate::errors::{config_error, loader_error};
+use crate::options::choose;
 
 /// A running token loader.
 #[pyclass(module = "ringfeed._ringfeed", name = "_TokenLoader", frozen)]
@@ -60,26 +61,16 @@ impl TokenLoader {
         eot: Option<u32>,
         state: Option<&str>,
     ) -> PyResult<Self> {
-        let shuffle = match shuffle {
-            "global" => Shuffle::Global,
-            "block" => Shuffle::block(),
-            "sequential" => Shuffle::Sequential,
-            other => {
-                return Err(config_error(format!(
-                    "shuffle {other:?}: expected \"global\", \"block\" or \"sequential\""
-                )));
-            }
-        };
-        let mode = match mode {
-            "epoch" => WindowMode::Epoch { shuffle },
-            "random" => WindowMode::Random,
-            "packed" => WindowMode::Packed { shuffle },
-            other => {
-                return Err(config_error(format!(
-                    "mode {other:?}: expected \"epoch\", \"random\" or \"packed\""
-                )));
-            }
-        };
+        let shuffle = crate::options::shuffle(shuffle)?;
+        let mode = choose(
+            "mode",
+            mode,
+            &[
+                ("epoch", WindowMode::Epoch { shuffle }),
+                ("random", WindowMode::Random),
+                ("packed", WindowMode::Packed { shuffle }),
+            ],
+        )?;
         let dtype = match dtype {
             None => None,
             Some("uint16") => Some(TokenDtype::U16),
