@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Iterator, Optional, Union
 
 from . import _ringfeed, _state
@@ -152,7 +153,11 @@ class Loader:
         self.close()
         self._native = native
         self._info = (native.batches_per_epoch, native.classes)
-        pin = self._pin_memory if self._pin_memory is not None else torch.cuda.is_available()
+        pin = torch.cuda.is_available() if self._pin_memory is None else self._pin_memory
+        if pin and not torch.cuda.is_available():
+            # As the DataLoader does: there is nothing to pin for.
+            warnings.warn("pin_memory=True but torch has no CUDA device: batches are not pinned", stacklevel=2)
+            pin = False
         try:
             while True:
                 got = native.next_batch()

@@ -203,3 +203,15 @@ def test_bad_arguments_are_config_errors(text_pack, tmp_path):
         assert isinstance(e.value, ValueError)
     with pytest.raises(ringfeed.RingfeedError):
         iter(ringfeed.Loader(tmp_path / "missing.rf"))
+
+
+def test_pin_memory(image_pack):
+    loader = ringfeed.Loader(image_pack, batch_size=8, pipeline="val", size=32, pin_memory=True)
+    if torch.cuda.is_available():  # pinned copies, ready for non_blocking transfers
+        batches = list(loader)
+        assert all(b.images.is_pinned() for b in batches)
+    else:  # nothing to pin for: a warning, as the DataLoader gives, and plain batches
+        with pytest.warns(UserWarning, match="pin_memory"):
+            batches = list(loader)
+        assert not batches[0].images.is_pinned()
+    assert sum(len(b.indices) for b in batches) == 50
