@@ -21,11 +21,10 @@ torchvision's crop ranges instead of the example's [0.1,1] / [0.8,1.25]:
 --limit N (testing): N files evenly spaced over the sorted list, linked into a
 temporary class/file.jpg tree.
 """
-import argparse, faulthandler, json, os, sys, tempfile, time
-from pathlib import Path
+import faulthandler, json, time
 
 import common
-from common import jpeg_files, limited_tree  # noqa: F401
+from common import jpeg_files
 
 
 def fail(msg):
@@ -36,23 +35,7 @@ def main():
     # DALI 2.4 CPU-only segfaults (rc 139) when a file fails to decode: at
     # least leave the Python stack on stderr.
     faulthandler.enable()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folder", required=True)
-    ap.add_argument("--pipeline", choices=["train", "val"], required=True)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=0, help="testing: use N evenly spaced files only")
-    ap.add_argument("--seed", type=int, default=None, help="DALI seed (default: random)")
-    ap.add_argument("--dump", help="testing: torch.save the first batch (images, labels) to this path")
-    a = ap.parse_args()
-
-    if not Path(a.folder).is_dir():
-        fail(f"--folder {a.folder} is not a directory")
-    tmp = None
-    folder = a.folder
-    if a.limit > 0:
-        tmp = tempfile.TemporaryDirectory(prefix="dali-side-")
-        folder = limited_tree(a.folder, a.limit, tmp.name)
+    a, folder, tmp = common.parse("dali_side", __doc__, "DALI seed (default: random)")
     expected = len(jpeg_files(folder))
     if expected == 0:
         fail(f"no *.jpg files under {folder}")

@@ -34,11 +34,10 @@ and examples/imagenet_classification.py):
 --limit N (testing): N files evenly spaced over the sorted list, linked into a
 temporary class/file.jpg tree.
 """
-import argparse, json, math, random, sys, tempfile, time
-from pathlib import Path
+import json, math, random, time
 
 import common
-from common import jpeg_files, limited_tree  # noqa: F401
+from common import jpeg_files
 
 
 def fail(msg):
@@ -76,23 +75,7 @@ def rrc_params(rng, width, height, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folder", required=True)
-    ap.add_argument("--pipeline", choices=["train", "val"], required=True)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=0, help="testing: use N evenly spaced files only")
-    ap.add_argument("--seed", type=int, default=None, help="shuffle / crop seed (default: random)")
-    ap.add_argument("--dump", help="testing: torch.save the first batch (images, labels) to this path")
-    a = ap.parse_args()
-
-    if not Path(a.folder).is_dir():
-        fail(f"--folder {a.folder} is not a directory")
-    tmp = None
-    folder = a.folder
-    if a.limit > 0:
-        tmp = tempfile.TemporaryDirectory(prefix="spdl-side-")
-        folder = limited_tree(a.folder, a.limit, tmp.name)
+    a, folder, tmp = common.parse("spdl_side", __doc__, "shuffle / crop seed (default: random)")
     files = jpeg_files(folder)
     if not files:
         fail(f"no *.jpg files under {folder}")
