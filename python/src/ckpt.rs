@@ -4,11 +4,10 @@
 //! crash-safe (temporary file, fsync, rename).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use ringfeed_ckpt::{Checkpoint, Dtype, SaveOptions, ShardedCheckpoint, TensorRef, TensorRegion};
+use ringfeed_ckpt::{Checkpoint, Dtype, SaveOptions, ShardedCheckpoint, TensorInfo, TensorRef, TensorRegion};
 
 use crate::dlpack::{DlDataType, DlPackBuffer, Export};
 use crate::errors::{ckpt_error, config_error};
@@ -67,48 +66,61 @@ fn load(
     let mut out = Vec::new();
     for file in files {
         if file.tensors().iter().any(|t| keep(&t.name)) {
-            out.extend(region_exports(file.load_region(keep)?));
+            out.extend(region_exports(file.load_region(keep)?)?);
         }
     }
     Ok(out)
 }
 
-/// One export per tensor of `region`, all sharing it: the region is freed
-/// when the last consumer's tensor is.
-fn region_exports(mut region: TensorRegion) -> Vec<Read> {
-    let base = region.as_mut_bytes().as_mut_ptr();
+/// One export per tensor of `region`, all sharing its buffer (freed when
+/// the last consumer's tensor is); a tensor misaligned for its element type
+/// (the format allows any offset) is copied into memory aligned for 8-byte
+/// elements instead.
+fn region_exports(region: TensorRegion) -> ringfeed_ckpt::Result<Vec<Read>> {
     let entries = region.tensors().to_vec();
-    let region = Arc::new(region);
-    entries
-        .into_iter()
+    let base = region.as_bytes().as_ptr() as usize;
+    let aligned = |info: &TensorInfo, at: usize| {
+        (base + at).is_multiple_of((info.dtype.bits() as usize).div_ceil(8).clamp(1, 8))
+    };
+    let copies: Vec<Option<Export>> = entries
+        .iter()
         .map(|(info, at)| {
-            let len = info.len() as usize;
-            let elem = (info.dtype.bits() as usize).div_ceil(8).max(1);
-            let export = if (base as usize + at).is_multiple_of(elem.min(8)) {
-                // SAFETY: `[at, at + len)` lies inside the region's buffer
-                // (the layout placed it there) and no other tensor's range
-                // overlaps it; `base` was taken from `&mut` (writable) and
-                // the buffer does not move when the region moves into the
-                // `Arc`, which each export keeps alive; nothing reads the
-                // region through a reference afterwards.
-                unsafe { Export::from_shared(region.clone(), base.add(at), len) }
-            } else {
-                // Misaligned for its element type (the format allows any
-                // offset): a copy into memory aligned for 8-byte elements.
-                let mut words = vec![0u64; len.div_ceil(8)];
-                bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len]
-                    .copy_from_slice(&region.as_bytes()[at..at + len]);
-                Export::from_owner(
-                    words,
-                    move |w| &mut bytemuck::cast_slice_mut::<u64, u8>(w)[..len],
-                    &[len],
-                    DlDataType::U8,
-                )
-                .expect("a u64 vector holds its bytes, aligned")
-            };
+            (!aligned(info, *at)).then(|| aligned_copy(&region.as_bytes()[*at..*at + info.len() as usize]))
+        })
+        .collect();
+    let ranges: Vec<(usize, usize)> = entries
+        .iter()
+        .filter(|(info, at)| aligned(info, *at))
+        .map(|(info, at)| (*at, info.len() as usize))
+        .collect();
+    let mut shared = Export::split(region, TensorRegion::as_mut_bytes, &ranges)
+        .ok_or_else(|| {
+            ringfeed_ckpt::Error::Config("tensor ranges overlap in the load buffer (a bug)".into())
+        })?
+        .into_iter();
+    Ok(entries
+        .into_iter()
+        .zip(copies)
+        .map(|((info, _), copy)| {
+            let export = copy.or_else(|| shared.next()).expect("one shared export per aligned tensor");
             (info.name, info.dtype, info.shape, export)
         })
-        .collect()
+        .collect())
+}
+
+/// `bytes` copied into a `u64` vector (aligned for every element type) and
+/// exported as flat `uint8`.
+fn aligned_copy(bytes: &[u8]) -> Export {
+    let len = bytes.len();
+    let mut words = vec![0u64; len.div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len].copy_from_slice(bytes);
+    Export::from_owner(
+        words,
+        move |w| &mut bytemuck::cast_slice_mut::<u64, u8>(w)[..len],
+        &[len],
+        DlDataType::U8,
+    )
+    .expect("a u64 vector holds its bytes, aligned")
 }
 
 /// Writes `tensors` (`(name, dtype name, shape, bytes)`, bytes in native

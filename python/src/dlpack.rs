@@ -152,8 +152,10 @@ pub(crate) struct Export {
     dtype: DlDataType,
 }
 
-// SAFETY: `data` points into memory that `owner` (which is `Send`) owns
-// and nothing else refers to; moving the export moves that ownership.
+// SAFETY: `data` points into memory that `owner` (which is `Send`) keeps
+// alive and that no Rust reference reaches any more; exports that share an
+// owner (`split`) cover disjoint ranges of it. Moving the export moves that
+// ownership.
 unsafe impl Send for Export {}
 
 impl Export {
@@ -191,26 +193,41 @@ impl Export {
         Some(Export { owner: Box::new(owner), data, shape: dims(shape), dtype })
     }
 
-    /// `len` bytes at `data`, inside memory that `owner` keeps alive, as a
-    /// flat `uint8` tensor (several exports may share one owner).
-    ///
-    /// # Safety
-    /// `data..data + len` lies inside memory `owner` owns, which does not
-    /// move while `owner` lives and which nothing else reads or writes
-    /// through a Rust reference from now on (other exports of the same
-    /// owner cover disjoint ranges); `data` was derived from a `&mut`
-    /// borrow of that memory, so it may be written.
-    pub(crate) unsafe fn from_shared<O: Send + Sync + 'static>(
-        owner: Arc<O>,
-        data: *mut u8,
-        len: usize,
-    ) -> Export {
-        Export {
-            owner: Box::new(owner),
-            data: NonNull::new(data).unwrap_or(NonNull::dangling()),
-            shape: dims(&[len]),
-            dtype: DlDataType::U8,
+    /// Disjoint byte ranges `(start, len)` of one owned, writable buffer
+    /// (`as_mut` gives its bytes) as flat `uint8` exports that share it:
+    /// the buffer is freed when the last of them is. `None` when a range
+    /// runs past the buffer or overlaps another.
+    pub(crate) fn split<O: Send + Sync + 'static>(
+        mut owner: O,
+        as_mut: impl FnOnce(&mut O) -> &mut [u8],
+        ranges: &[(usize, usize)],
+    ) -> Option<Vec<Export>> {
+        let bytes = as_mut(&mut owner);
+        // Writable provenance from `&mut`; the buffer stays put when the
+        // owner moves into the `Arc`.
+        let (base, total) = (bytes.as_mut_ptr(), bytes.len());
+        let mut sorted = ranges.to_vec();
+        sorted.sort_unstable();
+        let mut end = 0;
+        for &(at, len) in &sorted {
+            let stop = at.checked_add(len)?;
+            if at < end || stop > total {
+                return None;
+            }
+            end = stop;
         }
+        let owner = Arc::new(owner);
+        Some(
+            ranges
+                .iter()
+                .map(|&(at, len)| Export {
+                    owner: Box::new(owner.clone()),
+                    data: NonNull::new(base.wrapping_add(at)).unwrap_or(NonNull::dangling()),
+                    shape: dims(&[len]),
+                    dtype: DlDataType::U8,
+                })
+                .collect(),
+        )
     }
 
     /// The export as a capsule, versioned (DLPack 1.0, writable) when the
@@ -230,7 +247,7 @@ impl Export {
             strides: std::ptr::null_mut(),
             byte_offset: 0,
         };
-        let (raw, name, free): (*mut c_void, _, unsafe fn(*mut c_void)) = if versioned {
+        let (raw, name): (*mut c_void, _) = if versioned {
             let header = DlManagedTensorVersioned {
                 version: DlPackVersion { major: 1, minor: 0 },
                 manager_ctx: std::ptr::null_mut(),
@@ -238,18 +255,14 @@ impl Export {
                 flags: 0,
                 dl_tensor,
             };
-            let raw = Box::into_raw(Box::new(Managed { header, _owner: owner, _shape: shape }));
-            // SAFETY (of the call below): `p` is this `raw`.
-            (raw.cast(), V1, |p| unsafe { delete_managed(p.cast::<DlManagedTensorVersioned>()) })
+            (Box::into_raw(Box::new(Managed { header, _owner: owner, _shape: shape })).cast(), V1)
         } else {
             let header = DlManagedTensor {
                 dl_tensor,
                 manager_ctx: std::ptr::null_mut(),
                 deleter: Some(delete_managed::<DlManagedTensor>),
             };
-            let raw = Box::into_raw(Box::new(Managed { header, _owner: owner, _shape: shape }));
-            // SAFETY (of the call below): `p` is this `raw`.
-            (raw.cast(), V0, |p| unsafe { delete_managed(p.cast::<DlManagedTensor>()) })
+            (Box::into_raw(Box::new(Managed { header, _owner: owner, _shape: shape })).cast(), V0)
         };
         // SAFETY: `raw` is a live `Managed` whose first field is the header
         // the capsule's name announces to DLPack consumers; the destructor
@@ -264,8 +277,15 @@ impl Export {
             )
         };
         if capsule.is_err() {
-            // SAFETY: no capsule took `raw`, so it is still ours alone.
-            unsafe { free(raw) };
+            // SAFETY: no capsule took `raw`: it is still ours alone, the
+            // `Managed` made above with the header `versioned` names.
+            unsafe {
+                if versioned {
+                    delete_managed(raw.cast::<DlManagedTensorVersioned>());
+                } else {
+                    delete_managed(raw.cast::<DlManagedTensor>());
+                }
+            }
         }
         capsule
     }

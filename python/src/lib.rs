@@ -24,7 +24,6 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-#[expect(unsafe_code, reason = "tensors of a checkpoint share its buffer: Export::from_shared")]
 mod ckpt;
 mod dataset;
 #[expect(unsafe_code, reason = "the DLPack C ABI; see the module's SAFETY comments")]

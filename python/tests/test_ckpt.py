@@ -79,3 +79,20 @@ def test_save_refuses_what_it_cannot_write(tmp_path):
         ringfeed.save_checkpoint(tmp_path / "x.safetensors", {"a": [1, 2, 3]})
     with pytest.raises(ringfeed.IoError):
         ringfeed.save_checkpoint(tmp_path / "no" / "such" / "dir.safetensors", {"a": torch.ones(2)})
+
+
+def test_misaligned_tensors_are_copied_aligned(tmp_path):
+    """The format allows any offset: a float32 tensor at byte 1 of the data
+    is handed over as an aligned copy, the others as views."""
+    import json
+    import struct
+
+    header = json.dumps({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+                         "b": {"dtype": "F32", "shape": [2], "data_offsets": [1, 9]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes([7]) + struct.pack("<2f", 1.5, -2.0))
+    loaded = ringfeed.load_checkpoint(path)
+    assert loaded["a"].tolist() == [7]
+    assert loaded["b"].tolist() == [1.5, -2.0]
+    assert loaded["b"].data_ptr() % 4 == 0
