@@ -25,8 +25,10 @@ Save (each to a new file, durable: fsync):
 Storm: `ringfeed ckpt bench FILE --procs 4` (cold) against one process.
 Needs root (drop_caches), fio, torch and safetensors.
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys
 from pathlib import Path
+
+from benchlib import drop_caches
 
 root = Path(__file__).resolve().parent.parent
 ap = argparse.ArgumentParser()
@@ -73,11 +75,6 @@ size = st.stat().st_size
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringfeed-cli", "-p", "ringfeed-benches", "--bin", "ringfeed", "--bin", "st-mmap"], cwd=root, check=True)
 rf, stmmap = root / "target/release/ringfeed", root / "target/release/st-mmap"
 ours = d / "ringfeed.safetensors"
-
-
-def drop():
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3")
 
 
 def run_json(cmd):
@@ -146,24 +143,24 @@ for r in range(a.rounds):
     order = ["load", "save", "storm"] if r % 2 == 0 else ["storm", "save", "load"]
     for part in order:
         if part == "load":
-            drop(); res["fio_read"].append(fio("read", st))
-            drop(); res["rf_load"].append(run_json([rf, "ckpt", "bench", st])["gb_per_s"])
-            drop(); res["rf_load_crc"].append(run_json([rf, "ckpt", "bench", ours])["gb_per_s"])
-            drop(); res["py_st_load"].append(size / py(PY_LOAD, st) / 1e9)
-            drop(); res["rs_st_mmap"].append(size / run_json([stmmap, st])["seconds"] / 1e9)
-            drop(); res["torch_load"].append(pt.stat().st_size / py(TORCH_LOAD, pt) / 1e9)
+            drop_caches(); res["fio_read"].append(fio("read", st))
+            drop_caches(); res["rf_load"].append(run_json([rf, "ckpt", "bench", st])["gb_per_s"])
+            drop_caches(); res["rf_load_crc"].append(run_json([rf, "ckpt", "bench", ours])["gb_per_s"])
+            drop_caches(); res["py_st_load"].append(size / py(PY_LOAD, st) / 1e9)
+            drop_caches(); res["rs_st_mmap"].append(size / run_json([stmmap, st])["seconds"] / 1e9)
+            drop_caches(); res["torch_load"].append(pt.stat().st_size / py(TORCH_LOAD, pt) / 1e9)
         elif part == "save":
             for f in scratch.glob("*"):
                 f.unlink()
-            drop(); res["fio_write"].append(fio("write", scratch / "fio.bin"))
-            drop(); res["rf_save"].append(run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf.safetensors"])["gb_per_s"])
-            drop(); j = run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf-async.safetensors", "--async"])
+            drop_caches(); res["fio_write"].append(fio("write", scratch / "fio.bin"))
+            drop_caches(); res["rf_save"].append(run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf.safetensors"])["gb_per_s"])
+            drop_caches(); j = run_json([rf, "ckpt", "bench", st, "--save-to", scratch / "rf-async.safetensors", "--async"])
             res["rf_save_async"].append(j["gb_per_s"]); res["rf_async_blocked_vs_memcpy"].append(j["blocked_vs_memcpy"])
-            drop(); res["py_st_save"].append(size / py(PY_SAVE, st, "st", scratch / "py.safetensors") / 1e9)
-            drop(); res["torch_save"].append(size / py(PY_SAVE, st, "pt", scratch / "py.pt") / 1e9)
+            drop_caches(); res["py_st_save"].append(size / py(PY_SAVE, st, "st", scratch / "py.safetensors") / 1e9)
+            drop_caches(); res["torch_save"].append(size / py(PY_SAVE, st, "pt", scratch / "py.pt") / 1e9)
         else:
-            drop(); res["storm_1"].append(run_json([rf, "ckpt", "bench", st])["seconds"])
-            drop(); j = run_json([rf, "ckpt", "bench", st, "--procs", "4"])
+            drop_caches(); res["storm_1"].append(run_json([rf, "ckpt", "bench", st])["seconds"])
+            drop_caches(); j = run_json([rf, "ckpt", "bench", st, "--procs", "4"])
             assert j["storage_reads"] == 1 and j["same_bytes"], j
             res["storm_4"].append(j["seconds"])
     print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in res.items()), flush=True)

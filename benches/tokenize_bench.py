@@ -17,8 +17,10 @@ usage: benches/tokenize_bench.py [--rounds 3] [--text DIR] [--out FILE.json]
 Identity: every shard's data section of ringfeed's dataset, concatenated,
 equals tiktoken's ids + end-of-text per document as little-endian u16.
 """
-import argparse, glob, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, glob, hashlib, json, os, shutil, statistics, subprocess, tempfile, time
 from pathlib import Path
+
+from benchlib import shard_data
 
 root = Path(__file__).resolve().parent.parent
 ap = argparse.ArgumentParser()
@@ -66,14 +68,9 @@ def ringfeed_round():
 
 
 def dataset_bytes(ds):
-    manifest = json.loads((ds / "manifest.json").read_text())
     h = hashlib.sha256()
-    for s in manifest["shards"]:
-        with open(ds / s["file"], "rb") as f:
-            head = f.read(64)
-            off, n = int.from_bytes(head[24:32], "little"), int.from_bytes(head[32:40], "little")
-            f.seek(off)
-            h.update(f.read(n))
+    for data in shard_data(ds):
+        h.update(data)
     return h.hexdigest()
 
 

@@ -20,8 +20,10 @@ imports; ringfeed: from the process's start, opening the corpus included). Cold:
 train.bin are made once with `ringfeed tokenize` (train.bin is its shards'
 data sections back to back: the same bytes nanoGPT's prepare.py writes).
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys
 from pathlib import Path
+
+from benchlib import drop_caches, shard_data
 
 root = Path(__file__).resolve().parent.parent
 bench = Path(os.environ.get("BENCH_DATA", os.path.expanduser("~/.cache/ringfeed-bench")))
@@ -68,14 +70,9 @@ ds, binf = bench / "tokens", bench / "train.bin"
 if not (ds / "manifest.json").exists():
     subprocess.run([rf, "tokenize", bench / "text", ds, "--quiet"], check=True)
 if not binf.exists():
-    manifest = json.loads((ds / "manifest.json").read_text())
     with open(binf, "wb") as out:
-        for s in manifest["shards"]:
-            with open(ds / s["file"], "rb") as f:
-                head = f.read(64)
-                off, n = int.from_bytes(head[24:32], "little"), int.from_bytes(head[32:40], "little")
-                f.seek(off)
-                out.write(f.read(n))
+        for data in shard_data(ds):
+            out.write(data)
 B, T = 12, 1024
 
 NANOGPT = r'''
@@ -95,11 +92,6 @@ for _ in range(steps):
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "first_batch_ms": first * 1e3, "tokens": steps * B * T}))
 '''
-
-
-def drop():
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3")
 
 
 def nanogpt(steps):
@@ -131,7 +123,7 @@ for r in range(a.rounds):
     for cache, steps in (("warm", a.warm_steps), ("cold", a.cold_steps)):
         for side in order:
             if cache == "cold":
-                drop()
+                drop_caches()
             else:
                 subprocess.run(["cat", str(binf)], stdout=subprocess.DEVNULL, check=True)
             tps, first = sides[side](steps)
