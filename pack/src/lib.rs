@@ -55,6 +55,7 @@ mod manifest;
 mod packer;
 mod parts;
 mod reader;
+mod remote;
 mod source;
 #[doc(hidden)]
 pub use ringfeed_io as sys;
@@ -73,6 +74,7 @@ pub use crate::parts::{join_parts, split_parts};
 #[doc(hidden)]
 pub use crate::reader::check_crc;
 pub use crate::reader::{Dataset, Record, RecordLocation, Shard};
+pub use crate::remote::{RemoteCounters, RemoteRead, RemoteStore};
 pub use crate::source::{
     FfRecordSource, FilesSource, ImageFolderSource, JsonLinesSource, Source, SourceFormat, SourceItem,
     TarSource, TfRecordSource, open_source, text_field,

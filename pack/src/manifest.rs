@@ -23,7 +23,7 @@ const UNPROTECTED_VERSION: u32 = 1;
 const CHECKSUM_KEY: &str = "manifest_crc32c";
 /// A manifest larger than this is not ours (a million shards is ~200 MB of
 /// JSON; real datasets have thousands).
-const MAX_MANIFEST_LEN: u64 = 256 << 20;
+pub(crate) const MAX_MANIFEST_LEN: u64 = 256 << 20;
 
 /// What the payload of every record holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,22 +192,32 @@ impl Manifest {
                 std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_MANIFEST_LEN + 1), &mut text)
             })
             .map_err(|e| Error::io("read", &path, e))?;
+        Self::parse(&text, &path)
+    }
+
+    /// [`load`](Self::load)'s checks on a manifest's bytes read from
+    /// elsewhere (object storage); `origin` names it in errors.
+    pub fn parse(text: &[u8], origin: &Path) -> Result<Self> {
+        let path = origin;
+        if text.len() as u64 > MAX_MANIFEST_LEN {
+            return Err(Error::corrupt(path, 0, format!("manifest is {} bytes; too large", text.len())));
+        }
         let invalid = |e: serde_json::Error| {
             Error::corrupt(
-                &path,
-                line_col_offset(&text, e.line(), e.column()),
+                path,
+                line_col_offset(text, e.line(), e.column()),
                 format!("invalid manifest: {e}"),
             )
         };
         // The checksum is checked on the document as a whole before any
         // field is believed, so a damaged value is named as damage rather
         // than as whatever inconsistency it happens to cause.
-        let doc: Canonical = serde_json::from_slice(&text).map_err(invalid)?;
-        check_checksum(&doc, &path)?;
+        let doc: Canonical = serde_json::from_slice(text).map_err(invalid)?;
+        check_checksum(&doc, path)?;
         // Parsed a second time into the typed form, which also refuses a
         // known key given twice.
-        let m: Manifest = serde_json::from_slice(&text).map_err(invalid)?;
-        m.validate(&path)?;
+        let m: Manifest = serde_json::from_slice(text).map_err(invalid)?;
+        m.validate(path)?;
         Ok(m)
     }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{ENTRY_LEN, Entry, FOOTER_LEN, Footer, HEADER_LEN, Header, MAX_RECORD_LEN, to_usize};
 use super::manifest::{Manifest, ShardInfo};
+use super::remote::{self, RemoteStore};
 use crate::error::{Error, Result};
 
 /// One record as read from a dataset.
@@ -57,15 +58,28 @@ pub struct RecordLocation {
 #[derive(Debug)]
 pub struct Shard {
     path: PathBuf,
-    /// The file while it is open (a dataset closes the least recently used
-    /// shards to bound its descriptors).
-    file: Mutex<Option<Arc<File>>>,
-    /// Device and inode of the validated file, which a reopen must find
-    /// again.
-    identity: (u64, u64),
+    backing: Backing,
     header: Header,
     /// Index entries followed by the key table, exactly as on disk.
     meta: Vec<u8>,
+}
+
+/// Where a shard's bytes come from.
+#[derive(Debug)]
+enum Backing {
+    Local {
+        /// The file while it is open (a dataset closes the least recently
+        /// used shards to bound its descriptors).
+        file: Mutex<Option<Arc<File>>>,
+        /// Device and inode of the validated file, which a reopen must find
+        /// again.
+        identity: (u64, u64),
+    },
+    Remote {
+        store: Arc<dyn RemoteStore>,
+        /// The object's name in the store.
+        name: String,
+    },
 }
 
 impl Shard {
@@ -88,7 +102,77 @@ impl Shard {
         read_exact_at(&file, &mut meta, header.index_offset, &path)?;
         let mut footer = [0u8; FOOTER_LEN as usize];
         read_exact_at(&file, &mut footer, header.footer_offset, &path)?;
-        let footer = Footer::decode(&footer, header.footer_offset, &path)?;
+        let backing = Backing::Local { file: Mutex::new(Some(Arc::new(file))), identity };
+        Self::validated(path, backing, file_len, (&head, header), meta, &footer, expected)
+    }
+
+    /// Opens and validates the shards of a dataset in object storage: two
+    /// ranged reads per shard (the header, then index, key table and footer
+    /// in one), every shard's in flight at once.
+    pub(crate) fn open_remote(
+        store: &Arc<dyn RemoteStore>,
+        infos: &[ShardInfo],
+        name_of: impl Fn(&ShardInfo) -> PathBuf,
+    ) -> Result<Vec<Self>> {
+        let heads: Vec<_> =
+            infos.iter().map(|info| store.read(&info.file, 0, HEADER_LEN.min(info.bytes) as usize)).collect();
+        let mut headers = Vec::with_capacity(infos.len());
+        for (info, read) in infos.iter().zip(heads) {
+            let path = name_of(info);
+            let head = remote::wait(read).map_err(|e| Error::io_at("read", &path, 0, e))?;
+            let header = Header::decode(&head, info.bytes, &path)?;
+            headers.push((path, head, header));
+        }
+        let tails: Vec<_> = infos
+            .iter()
+            .zip(&headers)
+            .map(|(info, (path, _, header))| {
+                let len =
+                    header.index_and_keys_len().and_then(|l| l.checked_add(FOOTER_LEN)).ok_or_else(|| {
+                        Error::corrupt(path, 0, "footer offset precedes the index offset".to_string())
+                    })?;
+                let len = to_usize(len, path, header.index_offset, "index length")?;
+                Ok(store.read(&info.file, header.index_offset, len))
+            })
+            .collect::<Result<_>>()?;
+        let mut shards = Vec::with_capacity(infos.len());
+        for ((info, (path, head, header)), read) in infos.iter().zip(headers).zip(tails) {
+            let mut meta =
+                remote::wait(read).map_err(|e| Error::io_at("read", &path, header.index_offset, e))?;
+            if meta.len() < FOOTER_LEN as usize {
+                return Err(Error::corrupt(
+                    &path,
+                    header.index_offset,
+                    "index read came back short".to_string(),
+                ));
+            }
+            let footer = meta.split_off(meta.len() - FOOTER_LEN as usize);
+            let backing = Backing::Remote { store: store.clone(), name: info.file.clone() };
+            shards.push(Self::validated(
+                path,
+                backing,
+                info.bytes,
+                (&head, header),
+                meta,
+                &footer,
+                Some(info),
+            )?);
+        }
+        Ok(shards)
+    }
+
+    /// The checks after a shard's header, index, keys and footer were read
+    /// (from a file or from object storage).
+    fn validated(
+        path: PathBuf,
+        backing: Backing,
+        file_len: u64,
+        (head, header): (&[u8], Header),
+        meta: Vec<u8>,
+        footer: &[u8],
+        expected: Option<&ShardInfo>,
+    ) -> Result<Self> {
+        let footer = Footer::decode(footer, header.footer_offset, &path)?;
         if footer.record_count != header.record_count {
             return Err(Error::corrupt(
                 &path,
@@ -96,7 +180,7 @@ impl Shard {
                 format!("footer counts {} records, header {}", footer.record_count, header.record_count),
             ));
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&head), &meta);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(head), &meta);
         if crc != footer.checksum {
             return Err(Error::corrupt(
                 &path,
@@ -117,7 +201,7 @@ impl Shard {
                 ),
             ));
         }
-        let shard = Shard { path, file: Mutex::new(Some(Arc::new(file))), identity, header, meta };
+        let shard = Shard { path, backing, header, meta };
         shard.check_entries()?;
         Ok(shard)
     }
@@ -192,19 +276,44 @@ impl Shard {
 
     /// The shard's file: the open one, or, when it was closed, the file
     /// reopened by path (and not kept open), provided it is still the file
-    /// that was validated.
+    /// that was validated. An error for a shard in object storage.
     pub fn file(&self) -> Result<Arc<File>> {
-        if let Some(file) = lock(&self.file).as_ref() {
+        if let Some(file) = lock(self.slot()?).as_ref() {
             return Ok(file.clone());
         }
         self.reopen().map(Arc::new)
     }
 
+    /// The open-file slot of a local shard.
+    fn slot(&self) -> Result<&Mutex<Option<Arc<File>>>> {
+        match &self.backing {
+            Backing::Local { file, .. } => Ok(file),
+            Backing::Remote { .. } => Err(Error::Config(format!(
+                "{} is in object storage: it has no local file",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// The store and object name of a shard in object storage; `None` for
+    /// a local file. Public for the `ringfeed` loader's reads; not a
+    /// stable API.
+    #[doc(hidden)]
+    pub fn remote(&self) -> Option<(&Arc<dyn RemoteStore>, &str)> {
+        match &self.backing {
+            Backing::Remote { store, name } => Some((store, name)),
+            Backing::Local { .. } => None,
+        }
+    }
+
     /// Opens the shard's path again, checking that it is the same file.
     fn reopen(&self) -> Result<File> {
+        let Backing::Local { identity, .. } = &self.backing else {
+            return Err(self.slot().err().unwrap_or_else(|| Error::Config("not a local shard".into())));
+        };
         let file = crate::sys::open_regular(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
         let stat = file.metadata().map_err(|e| Error::io("stat", &self.path, e))?;
-        if (stat.dev(), stat.ino()) != self.identity {
+        if (stat.dev(), stat.ino()) != *identity {
             return Err(Error::corrupt(
                 &self.path,
                 0,
@@ -278,11 +387,15 @@ impl Shard {
 
     /// Reads record `i` and checks its CRC32C.
     pub fn read(&self, i: u64) -> Result<Vec<u8>> {
-        self.read_from(&*self.file()?, i)
+        match &self.backing {
+            Backing::Local { .. } => self.read_from(Some(&*self.file()?), i),
+            Backing::Remote { .. } => self.read_from(None, i),
+        }
     }
 
-    /// Reads record `i` from `file`, this shard's file, checking its CRC32C.
-    fn read_from(&self, file: &File, i: u64) -> Result<Vec<u8>> {
+    /// Reads record `i` from `file`, this shard's file (from the store when
+    /// `None`), checking its CRC32C.
+    fn read_from(&self, file: Option<&File>, i: u64) -> Result<Vec<u8>> {
         let e = self.entry(i)?;
         if u64::from(e.len) > MAX_RECORD_LEN {
             return Err(Error::corrupt_record(
@@ -293,8 +406,22 @@ impl Shard {
             ));
         }
         let len = to_usize(u64::from(e.len), &self.path, self.entry_offset(i), "record length")?;
-        let mut buf = vec![0u8; len];
-        read_exact_at(file, &mut buf, e.offset, &self.path)?;
+        let buf = match (file, &self.backing) {
+            (Some(file), _) => {
+                let mut buf = vec![0u8; len];
+                read_exact_at(file, &mut buf, e.offset, &self.path)?;
+                buf
+            }
+            (None, Backing::Remote { store, name }) => {
+                let buf = remote::wait(store.read(name, e.offset, len))
+                    .map_err(|err| Error::io_at("read", &self.path, e.offset, err))?;
+                if buf.len() != len {
+                    return Err(Error::corrupt_record(&self.path, e.offset, i, "short read from the store"));
+                }
+                buf
+            }
+            (None, Backing::Local { .. }) => self.read_from(Some(&*self.file()?), i)?,
+        };
         check_crc(&buf, e.crc32c, &self.path, e.offset, i)?;
         Ok(buf)
     }
@@ -366,6 +493,8 @@ pub struct Dataset {
     open: Mutex<VecDeque<usize>>,
     /// Most shard files open at once.
     max_open: usize,
+    /// Where the shards are when they are not local files.
+    remote: Option<Arc<dyn RemoteStore>>,
 }
 
 impl Dataset {
@@ -393,7 +522,7 @@ impl Dataset {
                 && let Some(old) = open.pop_front()
                 && let Some(shard) = shards.get(old)
             {
-                *lock(&shard.file) = None;
+                *lock(shard.slot()?) = None;
             }
             starts.push(next);
             next = next.checked_add(info.records).ok_or_else(|| {
@@ -404,7 +533,53 @@ impl Dataset {
                 )
             })?;
         }
-        Ok(Dataset { dir, manifest, shards, starts, open: Mutex::new(open), max_open })
+        Ok(Dataset { dir, manifest, shards, starts, open: Mutex::new(open), max_open, remote: None })
+    }
+
+    /// Opens the dataset in `store` (object storage: see
+    /// `ringfeed-object`): reads the manifest, then every shard's header
+    /// and index (all shards' reads in flight at once), validated as
+    /// [`open`](Self::open) validates files. Records are then read from the
+    /// store; [`file`](Self::file) is an error.
+    pub fn open_remote(store: Arc<dyn RemoteStore>) -> Result<Self> {
+        let location = store.location().trim_end_matches('/').to_string();
+        let name_of = |file: &str| PathBuf::from(format!("{location}/{file}"));
+        let manifest_path = name_of(super::manifest::MANIFEST_FILE);
+        let text = store
+            .read_all(super::manifest::MANIFEST_FILE, super::manifest::MAX_MANIFEST_LEN)
+            .map_err(|e| {
+                let op = if e.kind() == std::io::ErrorKind::NotFound {
+                    "open manifest (not a ringfeed dataset, or packing did not finish)"
+                } else {
+                    "read"
+                };
+                Error::io(op, &manifest_path, e)
+            })?;
+        let manifest = Manifest::parse(&text, &manifest_path)?;
+        let shards = Shard::open_remote(&store, &manifest.shards, |info| name_of(&info.file))?;
+        let mut starts = Vec::with_capacity(shards.len());
+        let mut next = 0u64;
+        for (shard, info) in shards.iter().zip(&manifest.shards) {
+            super::verify::check_labels(shard, &manifest)?;
+            starts.push(next);
+            next = next
+                .checked_add(info.records)
+                .ok_or_else(|| Error::corrupt(&manifest_path, 0, "record count overflows".to_string()))?;
+        }
+        Ok(Dataset {
+            dir: PathBuf::from(location),
+            manifest,
+            shards,
+            starts,
+            open: Mutex::new(VecDeque::new()),
+            max_open: 1,
+            remote: Some(store),
+        })
+    }
+
+    /// The store of a dataset in object storage (`None` for a local one).
+    pub fn remote_store(&self) -> Option<&Arc<dyn RemoteStore>> {
+        self.remote.as_ref()
     }
 
     /// Shard `shard`'s file, opened again if it was closed (and checked to
@@ -422,7 +597,7 @@ impl Dataset {
         // The order lock is held across the open, so that two threads
         // cannot both open a shard and exceed the cap.
         let mut open = lock(&self.open);
-        if let Some(file) = lock(&s.file).as_ref() {
+        if let Some(file) = lock(s.slot()?).as_ref() {
             if let Some(at) = open.iter().position(|&o| o == shard) {
                 open.remove(at);
             }
@@ -430,13 +605,14 @@ impl Dataset {
             return Ok(file.clone());
         }
         let file = Arc::new(s.reopen()?);
-        *lock(&s.file) = Some(file.clone());
+        *lock(s.slot()?) = Some(file.clone());
         open.push_back(shard);
         while open.len() > self.max_open {
             if let Some(old) = open.pop_front()
                 && let Some(closing) = self.shards.get(old)
+                && let Ok(slot) = closing.slot()
             {
-                *lock(&closing.file) = None;
+                *lock(slot) = None;
             }
         }
         Ok(file)
@@ -445,10 +621,10 @@ impl Dataset {
     /// Shard files open now (for tests of the cap).
     #[cfg(test)]
     pub(crate) fn open_files(&self) -> usize {
-        self.shards.iter().filter(|s| lock(&s.file).is_some()).count()
+        self.shards.iter().filter(|s| s.slot().is_ok_and(|f| lock(f).is_some())).count()
     }
 
-    /// The dataset directory.
+    /// The dataset directory (the URL, for a dataset in object storage).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -496,12 +672,15 @@ impl Dataset {
     pub fn record(&self, index: u64) -> Result<Record> {
         let loc = self.locate(index)?;
         let shard = &self.shards[loc.shard];
-        let file = self.file(loc.shard)?;
+        let file = match shard.remote() {
+            Some(_) => None,
+            None => Some(self.file(loc.shard)?),
+        };
         Ok(Record {
             index,
             label: loc.label,
             key: shard.key(loc.index_in_shard)?.to_string(),
-            payload: shard.read_from(&file, loc.index_in_shard)?,
+            payload: shard.read_from(file.as_deref(), loc.index_in_shard)?,
         })
     }
 

@@ -55,6 +55,9 @@ pub struct LoaderBuilder {
     pub(crate) cpus: Option<Vec<usize>>,
     pub(crate) io_mode: IoMode,
     pub(crate) io_backend: super::io_backend::IoBackend,
+    /// How to reach object storage (`s3://` datasets); the environment's
+    /// settings when `None`.
+    pub(crate) object_options: Option<super::remote::ObjectOptions>,
     pub(crate) prefetch: Option<usize>,
     pub(crate) on_error: ErrorPolicy,
     /// First epoch of the planned run; after [`build`](Self::build) with
@@ -95,6 +98,7 @@ impl LoaderBuilder {
             cpus: None,
             io_mode: IoMode::Auto,
             io_backend: super::io_backend::IoBackend::Auto,
+            object_options: None,
             prefetch: None,
             on_error: ErrorPolicy::Fail,
             start_epoch: 0,
@@ -223,6 +227,15 @@ impl LoaderBuilder {
     /// [`IoBackend::Auto`](super::io_backend::IoBackend::Auto).
     pub fn io_backend(mut self, backend: super::io_backend::IoBackend) -> Self {
         self.io_backend = backend;
+        self
+    }
+
+    /// How an `s3://` dataset is reached and cached (endpoint, retry
+    /// budget, local chunk cache). Default: `ObjectOptions::from_env()`,
+    /// read when the loader is built.
+    #[cfg(feature = "s3")]
+    pub fn object_options(mut self, options: ringfeed_object::ObjectOptions) -> Self {
+        self.object_options = Some(options);
         self
     }
 
@@ -572,9 +585,6 @@ impl LoaderBuilder {
             self.apply_resume(&st)?;
             self.check()?;
         }
-        if self.images.is_some() {
-            check_image_dataset(&self.dataset)?;
-        }
         Loader::start(self)
     }
 }
@@ -683,13 +693,13 @@ fn check_images(images: &super::images::ImagePipeline, batch: u64) -> Result<()>
 
 /// Refuses an image pipeline on a dataset whose records are not images,
 /// before anything starts: every record would fail to decode.
-fn check_image_dataset(dataset: &std::path::Path) -> Result<()> {
-    let manifest = ringfeed_pack::Manifest::load(dataset)?;
+pub(crate) fn check_image_dataset(dataset: &ringfeed_pack::Dataset) -> Result<()> {
+    let manifest = dataset.manifest();
     let payload = &manifest.schema.payload;
     if *payload != ringfeed_pack::Payload::Image {
         return Err(Error::Config(format!(
             "an image pipeline needs a dataset of images; {} holds {payload} records (packed from {})",
-            dataset.display(),
+            dataset.dir().display(),
             manifest.source
         )));
     }

@@ -144,13 +144,17 @@ pub(crate) enum Handle {
     /// The dataset's own descriptor, shared by the blocking workers
     /// (`pread` has no file position to race on).
     Blocking(Arc<File>),
+    /// A shard in object storage, whichever backend runs the worker.
+    Remote(super::remote::RemoteShard),
 }
 
 impl Handle {
     /// Reads `len` bytes at `pos`; fewer only at the end of the file.
     pub(crate) async fn read(&self, pos: u64, len: usize) -> std::io::Result<ReadBuf> {
-        if let Handle::Blocking(f) = self {
-            return read_blocking(f, pos, len).map(ReadBuf::Heap);
+        match self {
+            Handle::Blocking(f) => return read_blocking(f, pos, len).map(ReadBuf::Heap),
+            Handle::Remote(r) => return r.read(pos, len).await.map(ReadBuf::Heap),
+            Handle::Direct(_) | Handle::Buffered(_) => {}
         }
         let buf = self.read_once(pos, len, true).await?;
         if buf.len() < len {
@@ -170,7 +174,7 @@ impl Handle {
             Handle::Direct(f) if aligned => f.read_at_aligned(pos, len).await.map_err(Into::into),
             Handle::Direct(f) => f.read_at(pos, len).await.map_err(Into::into),
             Handle::Buffered(f) => f.read_at(pos, len).await.map_err(Into::into),
-            Handle::Blocking(_) => Err(std::io::Error::other("not an io_uring file")),
+            Handle::Blocking(_) | Handle::Remote(_) => Err(std::io::Error::other("not an io_uring file")),
         }
     }
 
@@ -179,7 +183,7 @@ impl Handle {
         let _ = match self {
             Handle::Direct(f) => f.close().await,
             Handle::Buffered(f) => f.close().await,
-            Handle::Blocking(_) => Ok(()),
+            Handle::Blocking(_) | Handle::Remote(_) => Ok(()),
         };
     }
 }
@@ -232,6 +236,9 @@ impl ShardFiles {
 
     /// Shard `shard`, opened if needed.
     pub(crate) async fn get(&self, shard: usize) -> Result<Rc<Handle>> {
+        if let Some(remote) = super::remote::RemoteShard::of(&self.dataset, shard)? {
+            return Ok(Rc::new(Handle::Remote(remote)));
+        }
         if self.backend == IoBackend::Blocking {
             // The dataset's descriptors, under the dataset's own cap.
             return Ok(Rc::new(Handle::Blocking(self.dataset.file(shard)?)));

@@ -21,7 +21,6 @@ use super::state::LoaderState;
 use super::stream::LoaderStream;
 use super::worker::{self, WorkerSpec};
 use crate::{Error, Result};
-use ringfeed_pack::Dataset;
 
 /// Streams batches of a pack dataset, epoch after epoch.
 ///
@@ -117,7 +116,10 @@ impl Loader {
         // Before the dataset opens its shards: it sizes its cap of open
         // files from the descriptor limit, raised to the hard one.
         let backend = resolve_backend(cfg.io_backend)?;
-        let dataset = Arc::new(Dataset::open(&cfg.dataset)?);
+        let dataset = Arc::new(super::remote::open_dataset(&cfg.dataset, cfg.object_options.as_ref())?);
+        if cfg.images.is_some() {
+            super::config::check_image_dataset(&dataset)?;
+        }
         let n = dataset.len();
         // Resolved by `build` (setters, environment, resumed state).
         let ddp = cfg.ddp.unwrap_or_default();
@@ -147,7 +149,11 @@ impl Loader {
             super::plan::read_ahead(cfg.shuffle, cfg.batch_size, cfg.prefetch, cores, reads);
         let end_epoch = cfg.end_epoch;
         let probe = dataset.shards().first().map(|s| s.path().to_path_buf());
+        let remote = dataset.remote_store().is_some();
         let (io, align, io_mem) = match backend {
+            // Object storage: reads land in heap buffers from the store's
+            // runtime; there is no file to align to.
+            _ if remote => (IoMode::Buffered, 1, super::resources::DEFAULT_IO_MEMORY),
             // Blocking reads go through the page cache and need neither
             // alignment nor locked memory.
             IoBackend::Blocking => {

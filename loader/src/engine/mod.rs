@@ -11,6 +11,7 @@ pub(crate) mod loader;
 pub(crate) mod metrics;
 pub(crate) mod plan;
 pub(crate) mod pool;
+pub(crate) mod remote;
 pub(crate) mod replace;
 pub(crate) mod resources;
 pub(crate) mod state;

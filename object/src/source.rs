@@ -1,0 +1,331 @@
+//! [`S3Store`]: a dataset's objects as ringfeed-pack's `RemoteStore`, read
+//! through the local chunk cache when there is one.
+//!
+//! Without a cache a read is one ranged GET of exactly the bytes asked for
+//! (the loader asks for coalesced runs of records). With one, a read is
+//! served from cached chunks; the chunks it misses are fetched as GETs of
+//! whole aligned chunks (adjacent missing chunks in one GET, at most
+//! [`MAX_CHUNKS_PER_GET`]), stored, and a chunk already being fetched for
+//! another read is waited for rather than fetched twice.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use ringfeed_pack::{MANIFEST_FILE, Manifest, RemoteCounters, RemoteRead, RemoteStore};
+
+use crate::cache::Cache;
+use crate::client::{Client, Runtime, bump};
+use crate::error::Result;
+use crate::options::ObjectOptions;
+
+/// Most chunks one miss fetches in a single GET.
+pub(crate) const MAX_CHUNKS_PER_GET: u64 = 8;
+
+/// A dataset in S3-compatible storage, as the pack reader and the loader
+/// read it. Made by [`open`](crate::open); see the crate docs.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    inner: Arc<Inner>,
+    /// Dropped after `inner` (fields drop in order), by the store's users
+    /// only, never inside one of the runtime's tasks.
+    _runtime: Arc<Runtime>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    location: String,
+    /// The manifest's bytes, read once when the store was opened.
+    manifest: Vec<u8>,
+    /// Object sizes from the manifest (reads past them are refused before
+    /// any request).
+    sizes: HashMap<String, u64>,
+    cache: Option<CacheUse>,
+    /// Chunks being fetched, with the reads waiting for them.
+    fetching: Mutex<HashMap<String, Vec<flume::Sender<io::Result<Bytes>>>>>,
+}
+
+#[derive(Debug)]
+struct CacheUse {
+    cache: Arc<Cache>,
+    /// This dataset's directory in the cache: its URL and the manifest's
+    /// checksum, so that a dataset packed again under the same URL never
+    /// reads the old one's chunks.
+    namespace: String,
+    chunk: u64,
+}
+
+impl S3Store {
+    /// Connects to the dataset at `url` and reads its manifest (the
+    /// shards are opened by `Dataset::open_remote`).
+    pub(crate) fn connect(url: &str, opts: &ObjectOptions) -> Result<Self> {
+        let (client, runtime) = Client::new(url, opts)?;
+        let location = client.url.display();
+        let manifest_path = std::path::PathBuf::from(client.describe(MANIFEST_FILE));
+        let manifest = client
+            .block_on(client.get(MANIFEST_FILE, None, 256 << 20))
+            .map_err(|e| {
+                let op = if e.kind() == io::ErrorKind::NotFound {
+                    "open manifest (not a ringfeed dataset, or packing did not finish)"
+                } else {
+                    "read"
+                };
+                ringfeed_pack::Error::Io { op, path: manifest_path.clone(), offset: None, source: e }
+            })?
+            .to_vec();
+        let parsed = Manifest::parse(&manifest, &manifest_path)?;
+        let sizes = parsed.shards.iter().map(|s| (s.file.clone(), s.bytes)).collect();
+        let cache = match &opts.cache_dir {
+            None => None,
+            Some(dir) => Some(CacheUse {
+                cache: Cache::open(dir, opts.cache_bytes)?,
+                namespace: format!(
+                    "{}-{:08x}",
+                    location.trim_start_matches("s3://").replace(['/', '.'], "_"),
+                    crc32c::crc32c(&manifest)
+                ),
+                chunk: opts.chunk_size,
+            }),
+        };
+        let inner = Inner { client, location, manifest, sizes, cache, fetching: Mutex::new(HashMap::new()) };
+        Ok(S3Store { inner: Arc::new(inner), _runtime: Arc::new(runtime) })
+    }
+
+    /// Bytes the local cache holds now (0 without a cache).
+    pub fn cache_bytes(&self) -> u64 {
+        self.inner.cache.as_ref().map_or(0, |c| c.cache.bytes())
+    }
+}
+
+impl RemoteStore for S3Store {
+    fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    fn read_all(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        if name == MANIFEST_FILE {
+            return Ok(self.inner.manifest.clone());
+        }
+        let c = &self.inner.client;
+        c.block_on(c.get(name, None, limit)).map(|b| b.to_vec())
+    }
+
+    fn read(&self, name: &str, offset: u64, len: usize) -> RemoteRead {
+        let (tx, rx) = flume::bounded(1);
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        self.inner.client.handle().spawn(async move {
+            let _ = tx.send(inner.read(&name, offset, len).await);
+        });
+        Box::pin(async move {
+            rx.recv_async().await.unwrap_or_else(|_| Err(io::Error::other("the object store shut down")))
+        })
+    }
+
+    fn counters(&self) -> RemoteCounters {
+        self.inner.client.counters.snapshot()
+    }
+}
+
+impl Inner {
+    fn fetching(&self) -> MutexGuard<'_, HashMap<String, Vec<flume::Sender<io::Result<Bytes>>>>> {
+        self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn read(self: &Arc<Self>, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let size = *self.sizes.get(name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not in the manifest", self.client.describe(name)),
+            )
+        })?;
+        let end = offset.checked_add(len as u64).filter(|&e| e <= size).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "bytes {offset}+{len} lie past the end of {} ({size} bytes)",
+                    self.client.describe(name)
+                ),
+            )
+        })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(cu) = &self.cache else {
+            return self.client.get(name, Some(offset..end), 0).await.map(Vec::from);
+        };
+        let (first, last) = (offset / cu.chunk, (end - 1) / cu.chunk);
+        let key = |c: u64| format!("{}/{name}.{}k.{c}", cu.namespace, cu.chunk >> 10);
+        // Cached chunks: copied in on the blocking pool (file reads).
+        let me = self.clone();
+        let keys: Vec<_> = (first..=last).map(key).collect();
+        let (out, missing) = tokio::task::spawn_blocking(move || {
+            let cu = me.cache.as_ref().expect("checked above");
+            let mut out = vec![0u8; len];
+            let (mut missing, mut damaged) = (Vec::new(), 0);
+            for (i, c) in (first..=last).enumerate() {
+                let (lo, hi) = ((c * cu.chunk).max(offset), ((c + 1) * cu.chunk).min(end));
+                let dst = &mut out[(lo - offset) as usize..(hi - offset) as usize];
+                let hit = cu.cache.get(&keys[i], &mut damaged);
+                let ok = hit.is_some_and(|f| match f.read_into(lo - c * cu.chunk, dst) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        damaged += 1;
+                        log::warn!("cache chunk {} failed its checksum; fetching it again", keys[i]);
+                        cu.cache.remove(&keys[i]);
+                        false
+                    }
+                });
+                if !ok {
+                    missing.push(c);
+                }
+            }
+            bump(&me.client.counters.cache_damaged, damaged);
+            (out, missing)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("cache read failed: {e}")))?;
+        let mut out = out;
+        if missing.is_empty() {
+            bump(&self.client.counters.cache_hits, 1);
+            return Ok(out);
+        }
+        bump(&self.client.counters.cache_misses, 1);
+        // Claim the chunks nobody is fetching; wait for the others.
+        let (mut mine, mut waits) = (Vec::new(), Vec::new());
+        {
+            let mut fetching = self.fetching();
+            for &c in &missing {
+                match fetching.get_mut(&key(c)) {
+                    Some(waiters) => {
+                        let (tx, rx) = flume::bounded(1);
+                        waiters.push(tx);
+                        waits.push((c, rx));
+                    }
+                    None => {
+                        fetching.insert(key(c), Vec::new());
+                        mine.push(c);
+                    }
+                }
+            }
+        }
+        let claim = Claim { inner: self, keys: mine.iter().map(|&c| key(c)).collect() };
+        // Counted from the claim on: a store dropped while this read still
+        // fetches what others wait for waits for it to be cached.
+        let writing = self.client.writing.start();
+        let mut place = |c: u64, bytes: &Bytes| {
+            let (lo, hi) = ((c * cu.chunk).max(offset), ((c + 1) * cu.chunk).min(end));
+            let from = (lo - c * cu.chunk) as usize;
+            out[(lo - offset) as usize..(hi - offset) as usize]
+                .copy_from_slice(&bytes[from..from + (hi - lo) as usize]);
+        };
+        let mut fetched = Vec::new();
+        for run in runs(&mine) {
+            let (lo, hi) = (run[0] * cu.chunk, ((run[run.len() - 1] + 1) * cu.chunk).min(size));
+            let got = self.client.get(name, Some(lo..hi), 0).await;
+            let body = match got {
+                Ok(b) => b,
+                Err(e) => {
+                    claim.fail(&e);
+                    return Err(e);
+                }
+            };
+            for &c in run {
+                let at = ((c * cu.chunk) - lo) as usize;
+                let chunk = body.slice(at..((c + 1) * cu.chunk).min(size) as usize - lo as usize);
+                place(c, &chunk);
+                let k = key(c);
+                claim.done(&k, &chunk);
+                fetched.push((k, chunk));
+            }
+        }
+        // Stored before the read returns, so that a store dropped after its
+        // last read leaves every chunk cached (a write cut short by the
+        // runtime's shutdown would be a chunk lost). A full disk only costs
+        // the cache these chunks.
+        let cache = cu.cache.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _writing = writing;
+            for (k, chunk) in fetched {
+                if let Err(e) = cache.put(&k, &chunk) {
+                    log::warn!("cannot cache chunk {k}: {e}");
+                }
+            }
+        })
+        .await;
+        drop(claim);
+        for (c, rx) in waits {
+            let chunk = rx
+                .recv_async()
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the read fetching this chunk was dropped")))?;
+            place(c, &chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// Groups sorted chunk numbers into runs of consecutive ones, at most
+/// [`MAX_CHUNKS_PER_GET`] long.
+fn runs(chunks: &[u64]) -> Vec<&[u64]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=chunks.len() {
+        let split =
+            i == chunks.len() || chunks[i] != chunks[i - 1] + 1 || (i - start) as u64 >= MAX_CHUNKS_PER_GET;
+        if split {
+            out.push(&chunks[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// Chunks a read has claimed to fetch: each is handed to its waiters when
+/// fetched; whatever is left when the claim drops (an error, a cancelled
+/// read) is released with an error, so no waiter waits forever.
+struct Claim<'a> {
+    inner: &'a Inner,
+    keys: Vec<String>,
+}
+
+impl Claim<'_> {
+    fn done(&self, key: &str, chunk: &Bytes) {
+        for tx in self.inner.fetching().remove(key).unwrap_or_default() {
+            let _ = tx.send(Ok(chunk.clone()));
+        }
+    }
+
+    fn fail(&self, e: &io::Error) {
+        let mut fetching = self.inner.fetching();
+        for k in &self.keys {
+            for tx in fetching.remove(k).unwrap_or_default() {
+                let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+            }
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let e = io::Error::other("the read fetching this chunk stopped");
+        self.fail(&e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_at_gaps_and_at_the_cap() {
+        let r = runs(&[1, 2, 3, 7, 8, 20]);
+        assert_eq!(r, vec![&[1u64, 2, 3][..], &[7, 8][..], &[20][..]]);
+        let long: Vec<u64> = (0..20).collect();
+        let r = runs(&long);
+        assert_eq!(r.iter().map(|r| r.len()).collect::<Vec<_>>(), vec![8, 8, 4]);
+        assert!(runs(&[]).is_empty());
+    }
+}

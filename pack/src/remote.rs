@@ -1,0 +1,129 @@
+//! The seam to datasets that are not on a local file system: a
+//! [`RemoteStore`] reads byte ranges of named objects, and
+//! [`Dataset::open_remote`](crate::Dataset::open_remote) opens a pack
+//! dataset through one. The S3 implementation lives in `ringfeed-object`,
+//! so that this crate (and whoever reads only local packs) compiles no
+//! HTTP client and no async runtime.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+/// A read in flight: it started when [`RemoteStore::read`] returned, so
+/// that many can be in flight from one thread, and resolves to exactly the
+/// bytes asked for (fewer is an error of the store's).
+pub type RemoteRead = Pin<Box<dyn Future<Output = io::Result<Vec<u8>>> + Send>>;
+
+/// Objects a dataset lives in, addressed by the names its manifest uses
+/// (`manifest.json`, `shard-00000.rfp`, ...).
+///
+/// Implementations retry transient failures themselves; an error returned
+/// here is final for that read (the loader then applies its error policy
+/// to the records the read served).
+pub trait RemoteStore: Send + Sync + fmt::Debug {
+    /// Where the dataset lives, for messages (`s3://bucket/prefix`).
+    fn location(&self) -> &str;
+
+    /// All of object `name` (the manifest), at most `limit` bytes: a
+    /// larger object is an error.
+    fn read_all(&self, name: &str, limit: u64) -> io::Result<Vec<u8>>;
+
+    /// Starts reading `len` bytes at `offset` of object `name`.
+    fn read(&self, name: &str, offset: u64, len: usize) -> RemoteRead;
+
+    /// What the store has done so far.
+    fn counters(&self) -> RemoteCounters;
+}
+
+/// Requests and bytes of a [`RemoteStore`] since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteCounters {
+    /// Requests sent to the store (ranged GETs and HEADs), retries
+    /// included.
+    pub requests: u64,
+    /// Requests that were retries of a failed one.
+    pub retries: u64,
+    /// Bytes received from the store.
+    pub bytes: u64,
+    /// Reads served from the local cache without a request.
+    pub cache_hits: u64,
+    /// Reads that needed at least one request.
+    pub cache_misses: u64,
+    /// Cached chunks found damaged (checksum, length) and fetched again.
+    pub cache_damaged: u64,
+}
+
+impl fmt::Display for RemoteCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} requests ({} retries), {:.1} MB received, cache {} hits / {} misses / {} damaged",
+            self.requests,
+            self.retries,
+            self.bytes as f64 / 1e6,
+            self.cache_hits,
+            self.cache_misses,
+            self.cache_damaged
+        )
+    }
+}
+
+/// Waits for `future` on the calling thread (the remote reads of the
+/// synchronous reader: the store's own runtime does the work, this thread
+/// only sleeps until it is done).
+pub(crate) fn wait<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            // A wake-up before the park makes the park return at once.
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_returns_what_another_thread_completes() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let done = Arc::new(std::sync::Mutex::new(None::<Waker>));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, r) = (done.clone(), ready.clone());
+        let helper = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            r.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(w) = d.lock().unwrap().take() {
+                w.wake();
+            }
+        });
+        let mut tx = Some(tx);
+        let got = wait(std::future::poll_fn(|cx| {
+            if ready.load(std::sync::atomic::Ordering::SeqCst) {
+                return Poll::Ready(7);
+            }
+            *done.lock().unwrap() = Some(cx.waker().clone());
+            if let Some(tx) = tx.take() {
+                tx.send(()).unwrap();
+            }
+            Poll::Pending
+        }));
+        assert_eq!(got, 7);
+        helper.join().unwrap();
+    }
+}
