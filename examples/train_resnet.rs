@@ -19,7 +19,40 @@
 //! Each step prints one JSON line (`step`, `loss`, `batch` = a digest of
 //! the batch's record indices, `wait_ms`, `step_ms`); the run ends with a
 //! summary line. The model runs on CUDA when libtorch has it.
+//!
+//! # As one rank of N
+//!
+//! Started by a launcher that sets torchrun's environment (`RANK`,
+//! `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`), such as
+//! `scripts/launch-ranks.sh` or torchrun itself, each process is one
+//! data-parallel rank: its loader reads the rank's share of every epoch
+//! (the same split as PyTorch's `DistributedSampler` with `drop_last`, all
+//! ranks with the same number of batches) on its share of the CPUs, and,
+//! with `WORLD_SIZE` > 1, it checkpoints to and resumes from
+//! `<checkpoint>/rank-<RANK>`. Nothing rank-specific is passed:
+//!
+//! ```sh
+//! cargo build --release -p ringfeed-examples --features tch --example train_resnet
+//! scripts/launch-ranks.sh 2 -- target/release/examples/train_resnet --data DS.rf \
+//!     --steps 300 --checkpoint target/ckpt --checkpoint-every 50 --index-log target/steps.jsonl
+//! ```
+//!
+//! tch has no collective operations (no all-reduce), so each rank trains a
+//! replica of its own from the same initialization and the replicas drift
+//! apart: the example demonstrates the data side of data parallelism
+//! (disjoint shards, equal step counts, exact per-rank resume).
+//! Averaging gradients would need NCCL or gloo bindings.
+//!
+//! `--index-log FILE` appends one JSON line per step (`rank`, `world`,
+//! `epoch`, `batch` = the batch's index in the epoch for this rank, `step`,
+//! `indices` = the batch's record indices, `loss`), written with one
+//! `write` on a file opened for appending, so the ranks may share a file.
+//! `--crash-after N` ends the process abruptly (status 17: no final
+//! checkpoint, no summary) after step N and after that step's checkpoint,
+//! if one was due, is complete, as a job killed there would
+//! (`examples/tests/train_resnet_ranks.rs` checks the ranks and the resume).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,7 +60,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ringfeed::tch::nn::{self, ModuleT};
 use ringfeed::tch::{self, Device, Tensor};
-use ringfeed::{BatchMemory, ImagePipeline, Loader};
+use ringfeed::{BatchMemory, DdpConfig, ImagePipeline, Loader};
 
 // Relative to this file's directory, also when a test includes this file.
 #[path = "train_common/ckpt.rs"]
@@ -79,7 +112,8 @@ pub(crate) struct Args {
     #[arg(long)]
     classes: Option<i64>,
     /// Checkpoint directory; written at the end of the run and every
-    /// `--checkpoint-every` steps.
+    /// `--checkpoint-every` steps. With `WORLD_SIZE` > 1, each rank uses
+    /// its subdirectory `rank-<RANK>`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Steps between checkpoints (0 = only at the end).
@@ -88,7 +122,19 @@ pub(crate) struct Args {
     /// Continue from the checkpoint in `--checkpoint`.
     #[arg(long)]
     resume: bool,
+    /// Append one JSON line per step to this file: `rank`, `world`,
+    /// `epoch`, `batch` (index in the epoch), `step`, `indices` (the
+    /// batch's record indices), `loss`.
+    #[arg(long)]
+    index_log: Option<PathBuf>,
+    /// Exit at once with status 17 after this step (and its checkpoint, if
+    /// one is due): no final checkpoint, no summary, as a killed job.
+    #[arg(long)]
+    crash_after: Option<u64>,
 }
+
+/// The status `--crash-after` exits with.
+const CRASH_STATUS: i32 = 17;
 
 /// The training target.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +291,14 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
     let net = model(&vs.root(), classes);
     let mut opt = Sgd::new(&vs, args.lr);
 
-    let (mut step, state) = match (&args.checkpoint, args.resume) {
+    // Rank and world size as the loader takes them (torchrun's variables;
+    // rank 0 of 1 when unset): one checkpoint directory per rank.
+    let ddp = DdpConfig::from_env()?;
+    let checkpoint = args.checkpoint.as_ref().map(|dir| match ddp.world_size {
+        1 => dir.clone(),
+        _ => dir.join(format!("rank-{}", ddp.rank)),
+    });
+    let (mut step, state) = match (&checkpoint, args.resume) {
         (Some(dir), true) => {
             let restored = ckpt::restore(dir)?;
             for (name, mut var) in vs.variables() {
@@ -277,8 +330,18 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
     }
     let mut loader = builder.build()?;
 
-    let mut saver = args.checkpoint.as_deref().map(ckpt::Saver::new).transpose()?;
-    let mut save = |loader: &Loader, opt: &Sgd, step: u64| -> Result<()> {
+    let mut index_log = match &args.index_log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut saver = checkpoint.as_deref().map(ckpt::Saver::new).transpose()?;
+    let save = |saver: &mut Option<ckpt::Saver>, loader: &Loader, opt: &Sgd, step: u64| -> Result<()> {
         let Some(saver) = saver.as_mut() else { return Ok(()) };
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
@@ -297,6 +360,8 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         let batch = loader.next().context("the loader ended early")??;
         let wait = t0.elapsed().as_secs_f64();
         let digest = batch_digest(&batch.indices);
+        let (epoch, index) = (batch.epoch, batch.index);
+        let indices = index_log.is_some().then(|| batch.indices.clone());
         let (x, y) = batch.into_tensors()?;
         let (x, y) = (x.to_device(device), y.to_device(device));
         let (x, y) = if args.task == Task::Rotation { rotated(&x) } else { (x, y) };
@@ -320,11 +385,26 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
             last_losses.remove(0);
         }
         on_step(&StepLog { step, loss, batch: digest, wait_s: wait, step_s });
+        if let (Some(file), Some(indices)) = (index_log.as_mut(), indices) {
+            let line = serde_json::json!({
+                "rank": ddp.rank, "world": ddp.world_size, "epoch": epoch, "batch": index,
+                "step": step, "indices": indices, "loss": loss,
+            });
+            // One write per line: ranks appending to one file do not mix.
+            file.write_all(format!("{line}\n").as_bytes()).context("writing the index log")?;
+        }
         if args.checkpoint_every > 0 && step % args.checkpoint_every == 0 {
-            save(&loader, &opt, step)?;
+            save(&mut saver, &loader, &opt, step)?;
+        }
+        if args.crash_after == Some(step) {
+            if let Some(saver) = saver.as_mut() {
+                saver.wait()?; // this step's checkpoint, if any, is complete
+            }
+            eprintln!("crashing after step {step} (--crash-after)");
+            std::process::exit(CRASH_STATUS);
         }
     }
-    save(&loader, &opt, step)?;
+    save(&mut saver, &loader, &opt, step)?;
     if let Some(saver) = saver.as_mut() {
         saver.wait()?; // the last checkpoint is durable before the summary
     }
@@ -338,6 +418,8 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
                 "loss_first20": mean(&first_losses),
                 "loss_last20": mean(&last_losses),
                 "device": format!("{device:?}"),
+                "rank": ddp.rank,
+                "world": ddp.world_size,
                 "loader_cores": loader.cores(),
                 "time_to_first_batch_ms": loader.time_to_first_batch().map(|d| d.as_secs_f64() * 1e3),
     }))

@@ -263,6 +263,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let io = format!("{:?}", loader.io_mode()).to_lowercase();
     let cores = loader.cores();
     let worker_cpus = loader.worker_cpus();
+    let remote = loader.remote_counters();
     drop(loader);
     // Dropping joins the executors; each one's helper thread (glommio's
     // blocking-call pool, which holds the executor's eventfd) exits right
@@ -315,6 +316,7 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             "stage_share": stages.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "limiting_stage": limit,
             "metrics": m,
+            "object_store": remote,
         });
         outln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
     } else {
@@ -326,6 +328,9 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         )?;
         let digest = if a.no_digest { "skipped".to_owned() } else { digest.hex() };
         outln!(out, "first batch {first_ms:.1} ms, peak RSS {rss_mb:.0} MB, digest {digest}")?;
+        if let Some(r) = remote {
+            outln!(out, "object store: {r}")?;
+        }
         if a.pipeline != "raw" {
             outln!(
                 out,

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use ringfeed::Dataset;
 use serde_json::json;
 
 use crate::output::{Out, escaped, escaped_path, outln};
@@ -13,7 +12,7 @@ use crate::units::human_bytes;
 pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
     // Opening validates every shard's header and index, so inspect also
     // tells whether the dataset is structurally sound.
-    let ds = Dataset::open(dir)?;
+    let ds = ringfeed::open_dataset(dir)?;
     let m = ds.manifest();
     let mut out = Out::new();
     if as_json {

@@ -22,7 +22,11 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.dataset)?;
+    let manifest = if ringfeed::object::is_object_url(&a.dataset.to_string_lossy()) {
+        ringfeed::open_dataset(&a.dataset)?.manifest().clone()
+    } else {
+        Manifest::load(&a.dataset)?
+    };
     let o = &a.order;
     let plan = EpochPlan::new(manifest.records, o.shuffle(), o.seed, a.epoch, o.ddp()?, o.batch)?;
     let mut out = Out::new();

@@ -14,8 +14,14 @@ use crate::units::{human_bytes, parse_size};
 pub(crate) struct Args {
     /// Source: a directory (ImageFolder or plain files), a .tar/.tfrecord/.ffr/.jsonl file, or a directory of those.
     src: PathBuf,
-    /// Output dataset directory (created; an earlier ringfeed dataset there is replaced once the new one is complete).
+    /// Output dataset directory (created; an earlier ringfeed dataset there is replaced once the new one is complete),
+    /// or an `s3://bucket/prefix` URL: packed into a local staging directory, then uploaded (multipart, the manifest
+    /// last, so that an interrupted upload leaves nothing that opens).
     out_dir: PathBuf,
+    /// Staging directory for a pack to object storage [default: a temporary directory next to the system's others];
+    /// it needs room for the whole packed dataset, and is deleted after the upload.
+    #[arg(long)]
+    staging: Option<PathBuf>,
     /// Source format; detected from the path when omitted.
     #[arg(long, value_parser = ["imagefolder", "files", "tar", "tfrecord", "ffrecord", "jsonl"])]
     format: Option<String>,
@@ -34,7 +40,45 @@ pub(crate) struct Args {
     quiet: bool,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
+    let url = args.out_dir.to_str().filter(|s| ringfeed::object::is_object_url(s)).map(str::to_string);
+    let Some(url) = url else { return pack_local(args) };
+    // Checked before packing: a bad URL or option is found in a second,
+    // not after the pack.
+    let opts = ringfeed::object::ObjectOptions::from_env()?;
+    let staging = match &args.staging {
+        Some(dir) => tempfile_in(dir)?,
+        None => tempfile_in(&std::env::temp_dir())?,
+    };
+    args.out_dir = staging.join("dataset");
+    let quiet = args.quiet;
+    pack_local(args)?;
+    let report = ringfeed::object::upload(&staging.join("dataset"), &url, &opts);
+    let _ = std::fs::remove_dir_all(&staging);
+    let report = report?;
+    if !quiet {
+        println!(
+            "uploaded {} shards ({}) in {:.2} s, {:.0} MB/s -> {url}",
+            report.shards,
+            human_bytes(report.bytes),
+            report.seconds,
+            report.bytes as f64 / 1e6 / report.seconds.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new empty directory under `parent`, named after this process.
+fn tempfile_in(parent: &std::path::Path) -> Result<PathBuf> {
+    let dir = parent.join(format!("ringfeed-staging-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn pack_local(args: Args) -> Result<ExitCode> {
     let format = args.format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
     let started = Instant::now();
     ringfeed::check_pack_paths(&args.src, &args.out_dir)?;

@@ -15,11 +15,16 @@ pub(crate) fn run(dir: &Path, as_json: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let bar = if as_json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     let mut seen = 0u64;
-    let report = ringfeed::verify(dir, |n| {
+    let mut tick = |n| {
         seen += n;
         bar.set_message(format!("{} checked", human_bytes(seen)));
         bar.tick();
-    })?;
+    };
+    let report = if ringfeed::object::is_object_url(&dir.to_string_lossy()) {
+        ringfeed::verify_remote(&ringfeed::open_dataset(dir)?, tick)?
+    } else {
+        ringfeed::verify(dir, &mut tick)?
+    };
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let mut out = Out::new();

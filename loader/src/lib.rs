@@ -87,6 +87,7 @@ pub use crate::engine::io_backend::{IO_BACKEND_ENV, IoBackend};
 pub use crate::engine::loader::Loader;
 pub use crate::engine::metrics::MetricsSnapshot;
 pub use crate::engine::plan::{EpochPlan, Shuffle};
+pub use crate::engine::remote::open_dataset;
 pub use crate::engine::resources::IoMode;
 pub use crate::engine::state::LoaderState;
 pub use crate::engine::stream::LoaderStream;
@@ -100,14 +101,17 @@ pub use crate::tokens::{
 /// The random-number crate of [`SampleRng`], so callers draw from it
 /// with the same `rand_core` version.
 pub use rand_xoshiro;
+/// Object storage (`s3://` datasets): options, uploads, the store.
+#[cfg(feature = "s3")]
+pub use ringfeed_object as object;
 pub use ringfeed_pack::{
     DEFAULT_SHARD_SIZE, Dataset, Error, FORMAT_VERSION, FfRecordSource, FilesSource, ImageFolderSource,
     JsonLinesSource, KEY_INDEX_BYTES_PER_RECORD, KEY_INDEX_FILE, KeyIndex, KeyIndexOrigin, MANIFEST_FILE,
     MAX_RECORD_LEN, Manifest, PackOptions, PackOptionsBuilder, PackProgress, PackWriter, PackWriterBuilder,
-    Payload, Problem, Record, RecordLocation, Result, Schema, Shard, ShardInfo, Source, SourceFormat,
-    SourceItem, TarSource, TfRecordSource, TokenCorpus, TokenCorpusOptions, TokenDtype, TokenFormat,
-    VerifyReport, check_pack_paths, join_parts, open_source, pack, split_parts, text_field, verify,
-    write_key_index, write_megatron_index,
+    Payload, Problem, Record, RecordLocation, RemoteCounters, RemoteStore, Result, Schema, Shard, ShardInfo,
+    Source, SourceFormat, SourceItem, TarSource, TfRecordSource, TokenCorpus, TokenCorpusOptions, TokenDtype,
+    TokenFormat, VerifyReport, check_pack_paths, join_parts, open_source, pack, split_parts, text_field,
+    verify, verify_remote, write_key_index, write_megatron_index,
 };
 /// The `tch` crate this build of ringfeed uses, so callers name the same
 /// version.

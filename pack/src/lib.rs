@@ -80,5 +80,5 @@ pub use crate::source::{
     TarSource, TfRecordSource, open_source, text_field,
 };
 pub use crate::tokens::{TokenCorpus, TokenCorpusOptions, TokenFormat, write_megatron_index};
-pub use crate::verify::{Problem, VerifyReport, verify};
+pub use crate::verify::{Problem, VerifyReport, verify, verify_remote};
 pub use crate::writer::{DEFAULT_SHARD_SIZE, PackWriter, PackWriterBuilder};

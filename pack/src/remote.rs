@@ -40,7 +40,7 @@ pub trait RemoteStore: Send + Sync + fmt::Debug {
 }
 
 /// Requests and bytes of a [`RemoteStore`] since it was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RemoteCounters {
     /// Requests sent to the store (ranged GETs and HEADs), retries

@@ -18,7 +18,7 @@ pub(crate) struct Dataset {
 impl Dataset {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| ringfeed::Dataset::open(&path)).map_err(loader_error)?;
+        let inner = py.detach(|| ringfeed::open_dataset(&path)).map_err(loader_error)?;
         Ok(Dataset { inner })
     }
 
@@ -86,6 +86,14 @@ pub(crate) fn pack(
 /// report as JSON (problems listed, not raised).
 #[pyfunction]
 pub(crate) fn verify(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    let report = py.detach(|| ringfeed::verify(&path, |_| {})).map_err(loader_error)?;
+    let report = py
+        .detach(|| {
+            if ringfeed::object::is_object_url(&path.to_string_lossy()) {
+                ringfeed::verify_remote(&ringfeed::open_dataset(&path)?, |_| {})
+            } else {
+                ringfeed::verify(&path, |_| {})
+            }
+        })
+        .map_err(loader_error)?;
     serde_json::to_string(&report).map_err(|e| config_error(e.to_string()))
 }

@@ -85,6 +85,8 @@ pub struct Loader {
     placed: Arc<Vec<OnceLock<Vec<usize>>>>,
     /// The dataset's class names.
     classes: Vec<String>,
+    /// The store of a dataset in object storage.
+    remote: Option<Arc<dyn ringfeed_pack::RemoteStore>>,
 }
 
 // `Loader` is `Send` and `Sync` (documented on the type); a field that
@@ -106,7 +108,14 @@ impl std::fmt::Debug for Loader {
 }
 
 impl Loader {
-    /// Starts configuring a loader over the pack dataset in `dataset`.
+    /// Requests, bytes and cache hits of the object store the dataset is
+    /// read from (`s3://` datasets); `None` for a local one.
+    pub fn remote_counters(&self) -> Option<ringfeed_pack::RemoteCounters> {
+        self.remote.as_ref().map(|r| r.counters())
+    }
+
+    /// Starts configuring a loader over the pack dataset in `dataset` (a
+    /// directory, or with the `s3` feature an `s3://bucket/prefix` URL).
     pub fn builder(dataset: impl AsRef<Path>) -> LoaderBuilder {
         LoaderBuilder::new(dataset)
     }
@@ -116,7 +125,7 @@ impl Loader {
         // Before the dataset opens its shards: it sizes its cap of open
         // files from the descriptor limit, raised to the hard one.
         let backend = resolve_backend(cfg.io_backend)?;
-        let dataset = Arc::new(super::remote::open_dataset(&cfg.dataset, cfg.object_options.as_ref())?);
+        let dataset = Arc::new(super::remote::open_with(&cfg.dataset, cfg.object_options.as_ref())?);
         if cfg.images.is_some() {
             super::config::check_image_dataset(&dataset)?;
         }
@@ -265,6 +274,7 @@ impl Loader {
             version: LoaderState::VERSION,
         };
         Ok(Loader {
+            remote: dataset.remote_store().cloned(),
             receivers,
             workers,
             units: Box::new(units(cfg.start_epoch, cfg.start_batch, end_epoch, batches_per_epoch, unit_len)),

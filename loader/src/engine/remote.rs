@@ -14,8 +14,15 @@ pub(crate) fn is_remote(dataset: &Path) -> bool {
     dataset.to_str().is_some_and(|s| s.starts_with("s3://"))
 }
 
-/// Opens a local directory or an `s3://` URL.
-pub(crate) fn open_dataset(dataset: &Path, options: Option<&ObjectOptions>) -> Result<Dataset> {
+/// Opens the dataset in a local directory or, with the `s3` feature, at
+/// an `s3://bucket/prefix` URL (reached as `ObjectOptions::from_env()`
+/// says: the AWS variables, `RINGFEED_CACHE_DIR`, ...).
+pub fn open_dataset(dataset: impl AsRef<Path>) -> Result<Dataset> {
+    open_with(dataset.as_ref(), None)
+}
+
+/// [`open_dataset`] with explicit object storage options.
+pub(crate) fn open_with(dataset: &Path, options: Option<&ObjectOptions>) -> Result<Dataset> {
     if !is_remote(dataset) {
         return Dataset::open(dataset);
     }
