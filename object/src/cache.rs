@@ -305,24 +305,44 @@ impl ChunkFile {
     }
 
     /// Copies `dst.len()` bytes at `offset` of the chunk into `dst`,
-    /// checking every block they touch.
+    /// checking every block they touch. Whole blocks are read straight
+    /// into `dst`; only the partial blocks at either end go through a
+    /// block-sized buffer.
     pub(crate) fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<(), Damaged> {
         let end = offset.checked_add(dst.len() as u64).filter(|&e| e <= self.len).ok_or(Damaged)?;
-        if dst.is_empty() {
-            return Ok(());
-        }
-        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
-        let start = first * BLOCK;
-        let stop = ((last + 1) * BLOCK).min(self.len);
-        let mut buf = vec![0u8; (stop - start) as usize];
-        self.file.read_exact_at(&mut buf, start).map_err(|_| Damaged)?;
-        for (i, block) in buf.chunks(BLOCK as usize).enumerate() {
-            if self.crcs.get(first as usize + i) != Some(&crc32c::crc32c(block)) {
+        let mut at = offset;
+        while at < end {
+            let block = at / BLOCK;
+            let (start, stop) = (block * BLOCK, ((block + 1) * BLOCK).min(self.len));
+            let crc = *self.crcs.get(block as usize).ok_or(Damaged)?;
+            let out = &mut dst[(at - offset) as usize..];
+            if at == start && stop <= end {
+                // Whole blocks from here: every block that ends by `end`,
+                // in one read.
+                let mut whole_end = stop;
+                while whole_end < end && (whole_end + BLOCK).min(self.len) <= end {
+                    whole_end = (whole_end + BLOCK).min(self.len);
+                }
+                let n = (whole_end - at) as usize;
+                self.file.read_exact_at(&mut out[..n], at).map_err(|_| Damaged)?;
+                for (i, piece) in out[..n].chunks(BLOCK as usize).enumerate() {
+                    if self.crcs.get(block as usize + i) != Some(&crc32c::crc32c(piece)) {
+                        return Err(Damaged);
+                    }
+                }
+                at += n as u64;
+                continue;
+            }
+            let mut buf = vec![0u8; (stop - start) as usize];
+            self.file.read_exact_at(&mut buf, start).map_err(|_| Damaged)?;
+            if crc32c::crc32c(&buf) != crc {
                 return Err(Damaged);
             }
+            let take = (stop.min(end) - at) as usize;
+            let from = (at - start) as usize;
+            out[..take].copy_from_slice(&buf[from..from + take]);
+            at += take as u64;
         }
-        let from = (offset - start) as usize;
-        dst.copy_from_slice(&buf[from..from + dst.len()]);
         Ok(())
     }
 }
@@ -347,6 +367,18 @@ mod tests {
         f.read_into(40_000, &mut out).unwrap();
         assert_eq!(out, d[40_000..45_000]);
         assert!(f.read_into(99_000, &mut out).is_err(), "past the end");
+        // Every mix of whole and partial blocks at either end.
+        let b = BLOCK as usize;
+        for start in [0, 1, b - 1, b, b + 1, 2 * b, 3 * b - 5, 99_999, 100_000] {
+            for len in [0, 1, 100, b - 1, b, b + 1, 2 * b, 2 * b + 7, 70_000, 100_000] {
+                if start + len > d.len() {
+                    continue;
+                }
+                let mut got = vec![0u8; len];
+                f.read_into(start as u64, &mut got).unwrap();
+                assert!(got == d[start..start + len], "{start}+{len}");
+            }
+        }
         // A flipped bit in a block: that block's reads fail, others pass.
         let path = dir.path().canonicalize().unwrap().join("ns/a.0");
         let mut bytes = std::fs::read(&path).unwrap();

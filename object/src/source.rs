@@ -13,7 +13,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use ringfeed_pack::{MANIFEST_FILE, Manifest, RemoteCounters, RemoteRead, RemoteStore};
+use ringfeed_pack::{MANIFEST_FILE, Manifest, RemoteBuf, RemoteCounters, RemoteRead, RemoteStore};
 
 use crate::cache::Cache;
 use crate::client::{Client, Runtime, bump};
@@ -113,11 +113,27 @@ impl RemoteStore for S3Store {
     }
 
     fn read(&self, name: &str, offset: u64, len: usize) -> RemoteRead {
+        // Cache hits are read here, on the caller's thread, without a hop
+        // to the store's runtime: a warm cache costs what a local file read
+        // through the page cache does, plus the block checks.
+        let checked = self.inner.check(name, offset, len);
+        let (out, missing) = match checked {
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+            Ok(end) if self.inner.cache.is_some() && len > 0 => {
+                let (out, missing) = self.inner.from_cache(name, offset, end, len);
+                if missing.is_empty() {
+                    bump(&self.inner.client.counters.cache_hits, 1);
+                    return Box::pin(std::future::ready(Ok(out)));
+                }
+                (out, missing)
+            }
+            Ok(_) => (RemoteBuf::default(), Vec::new()),
+        };
         let (tx, rx) = flume::bounded(1);
         let inner = self.inner.clone();
         let name = name.to_string();
         self.inner.client.handle().spawn(async move {
-            let _ = tx.send(inner.read(&name, offset, len).await);
+            let _ = tx.send(inner.read(&name, offset, len, out, missing).await);
         });
         Box::pin(async move {
             rx.recv_async().await.unwrap_or_else(|_| Err(io::Error::other("the object store shut down")))
@@ -134,14 +150,16 @@ impl Inner {
         self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn read(self: &Arc<Self>, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    /// The end of a read of `len` bytes at `offset` of `name`, checked
+    /// against the object's size.
+    fn check(&self, name: &str, offset: u64, len: usize) -> io::Result<u64> {
         let size = *self.sizes.get(name).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{} is not in the manifest", self.client.describe(name)),
             )
         })?;
-        let end = offset.checked_add(len as u64).filter(|&e| e <= size).ok_or_else(|| {
+        offset.checked_add(len as u64).filter(|&e| e <= size).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
@@ -149,49 +167,60 @@ impl Inner {
                     self.client.describe(name)
                 ),
             )
-        })?;
+        })
+    }
+
+    fn key(cu: &CacheUse, name: &str, chunk: u64) -> String {
+        format!("{}/{name}.{}k.{chunk}", cu.namespace, cu.chunk >> 10)
+    }
+
+    /// The bytes of the read that are cached, copied into a buffer of
+    /// `len`, and the chunks that are not (damaged ones deleted, counted).
+    fn from_cache(&self, name: &str, offset: u64, end: u64, len: usize) -> (RemoteBuf, Vec<u64>) {
+        let Some(cu) = &self.cache else { return (RemoteBuf::default(), Vec::new()) };
+        let mut out = RemoteBuf::for_read(len);
+        let (mut missing, mut damaged) = (Vec::new(), 0);
+        for c in offset / cu.chunk..=(end - 1) / cu.chunk {
+            let (lo, hi) = ((c * cu.chunk).max(offset), ((c + 1) * cu.chunk).min(end));
+            let dst = &mut out.as_mut_slice()[(lo - offset) as usize..(hi - offset) as usize];
+            let key = Self::key(cu, name, c);
+            let hit = cu.cache.get(&key, &mut damaged);
+            let ok = hit.is_some_and(|f| match f.read_into(lo - c * cu.chunk, dst) {
+                Ok(()) => true,
+                Err(_) => {
+                    damaged += 1;
+                    log::warn!("cache chunk {key} failed its checksum; fetching it again");
+                    cu.cache.remove(&key);
+                    false
+                }
+            });
+            if !ok {
+                missing.push(c);
+            }
+        }
+        bump(&self.client.counters.cache_damaged, damaged);
+        (out, missing)
+    }
+
+    /// A read that missed the cache (`out` holds what was cached, `missing`
+    /// the chunks that were not), or any read without a cache.
+    async fn read(
+        self: &Arc<Self>,
+        name: &str,
+        offset: u64,
+        len: usize,
+        mut out: RemoteBuf,
+        missing: Vec<u64>,
+    ) -> io::Result<RemoteBuf> {
+        let end = self.check(name, offset, len)?;
+        let size = self.sizes.get(name).copied().unwrap_or(end);
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(RemoteBuf::default());
         }
         let Some(cu) = &self.cache else {
-            return self.client.get(name, Some(offset..end), 0).await.map(Vec::from);
+            return self.client.get(name, Some(offset..end), 0).await.map(|b| Vec::from(b).into());
         };
-        let (first, last) = (offset / cu.chunk, (end - 1) / cu.chunk);
-        let key = |c: u64| format!("{}/{name}.{}k.{c}", cu.namespace, cu.chunk >> 10);
-        // Cached chunks: copied in on the blocking pool (file reads).
-        let me = self.clone();
-        let keys: Vec<_> = (first..=last).map(key).collect();
-        let (out, missing) = tokio::task::spawn_blocking(move || {
-            let cu = me.cache.as_ref().expect("checked above");
-            let mut out = vec![0u8; len];
-            let (mut missing, mut damaged) = (Vec::new(), 0);
-            for (i, c) in (first..=last).enumerate() {
-                let (lo, hi) = ((c * cu.chunk).max(offset), ((c + 1) * cu.chunk).min(end));
-                let dst = &mut out[(lo - offset) as usize..(hi - offset) as usize];
-                let hit = cu.cache.get(&keys[i], &mut damaged);
-                let ok = hit.is_some_and(|f| match f.read_into(lo - c * cu.chunk, dst) {
-                    Ok(()) => true,
-                    Err(_) => {
-                        damaged += 1;
-                        log::warn!("cache chunk {} failed its checksum; fetching it again", keys[i]);
-                        cu.cache.remove(&keys[i]);
-                        false
-                    }
-                });
-                if !ok {
-                    missing.push(c);
-                }
-            }
-            bump(&me.client.counters.cache_damaged, damaged);
-            (out, missing)
-        })
-        .await
-        .map_err(|e| io::Error::other(format!("cache read failed: {e}")))?;
-        let mut out = out;
-        if missing.is_empty() {
-            bump(&self.client.counters.cache_hits, 1);
-            return Ok(out);
-        }
+        let key = |c: u64| Self::key(cu, name, c);
         bump(&self.client.counters.cache_misses, 1);
         // Claim the chunks nobody is fetching; wait for the others.
         let (mut mine, mut waits) = (Vec::new(), Vec::new());
@@ -218,7 +247,7 @@ impl Inner {
         let mut place = |c: u64, bytes: &Bytes| {
             let (lo, hi) = ((c * cu.chunk).max(offset), ((c + 1) * cu.chunk).min(end));
             let from = (lo - c * cu.chunk) as usize;
-            out[(lo - offset) as usize..(hi - offset) as usize]
+            out.as_mut_slice()[(lo - offset) as usize..(hi - offset) as usize]
                 .copy_from_slice(&bytes[from..from + (hi - lo) as usize]);
         };
         let mut fetched = Vec::new();

@@ -74,7 +74,7 @@ pub use crate::parts::{join_parts, split_parts};
 #[doc(hidden)]
 pub use crate::reader::check_crc;
 pub use crate::reader::{Dataset, Record, RecordLocation, Shard};
-pub use crate::remote::{RemoteCounters, RemoteRead, RemoteStore};
+pub use crate::remote::{RemoteBuf, RemoteCounters, RemoteRead, RemoteStore};
 pub use crate::source::{
     FfRecordSource, FilesSource, ImageFolderSource, JsonLinesSource, Source, SourceFormat, SourceItem,
     TarSource, TfRecordSource, open_source, text_field,

@@ -138,7 +138,7 @@ impl Shard {
         let mut shards = Vec::with_capacity(infos.len());
         for ((info, (path, head, header)), read) in infos.iter().zip(headers).zip(tails) {
             let mut meta =
-                remote::wait(read).map_err(|e| Error::io_at("read", &path, header.index_offset, e))?;
+                remote::wait(read).map_err(|e| Error::io_at("read", &path, header.index_offset, e))?.to_vec();
             if meta.len() < FOOTER_LEN as usize {
                 return Err(Error::corrupt(
                     &path,
@@ -414,7 +414,8 @@ impl Shard {
             }
             (None, Backing::Remote { store, name }) => {
                 let buf = remote::wait(store.read(name, e.offset, len))
-                    .map_err(|err| Error::io_at("read", &self.path, e.offset, err))?;
+                    .map_err(|err| Error::io_at("read", &self.path, e.offset, err))?
+                    .to_vec();
                 if buf.len() != len {
                     return Err(Error::corrupt_record(&self.path, e.offset, i, "short read from the store"));
                 }

@@ -124,6 +124,7 @@ pub(crate) fn spawn<T: 'static>(backend: IoBackend, future: impl Future<Output =
 pub(crate) enum ReadBuf {
     Uring(ReadResult),
     Heap(Vec<u8>),
+    Remote(ringfeed_pack::RemoteBuf),
 }
 
 impl std::ops::Deref for ReadBuf {
@@ -133,6 +134,7 @@ impl std::ops::Deref for ReadBuf {
         match self {
             ReadBuf::Uring(r) => r,
             ReadBuf::Heap(v) => v,
+            ReadBuf::Remote(r) => r,
         }
     }
 }
@@ -153,7 +155,7 @@ impl Handle {
     pub(crate) async fn read(&self, pos: u64, len: usize) -> std::io::Result<ReadBuf> {
         match self {
             Handle::Blocking(f) => return read_blocking(f, pos, len).map(ReadBuf::Heap),
-            Handle::Remote(r) => return r.read(pos, len).await.map(ReadBuf::Heap),
+            Handle::Remote(r) => return r.read(pos, len).await.map(ReadBuf::Remote),
             Handle::Direct(_) | Handle::Buffered(_) => {}
         }
         let buf = self.read_once(pos, len, true).await?;

@@ -75,7 +75,7 @@ impl RemoteShard {
 
     /// Reads `len` bytes at `pos`: the store's runtime does the work, this
     /// task waits on a channel (whatever executor runs it).
-    pub(crate) async fn read(&self, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) async fn read(&self, pos: u64, len: usize) -> std::io::Result<ringfeed_pack::RemoteBuf> {
         self.store.read(&self.name, pos, len).await
     }
 }
