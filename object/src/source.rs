@@ -120,7 +120,7 @@ impl RemoteStore for S3Store {
         let (out, missing) = match checked {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
             Ok(end) if self.inner.cache.is_some() && len > 0 => {
-                let (out, missing) = self.inner.from_cache(name, offset, end, len);
+                let (out, missing) = self.inner.cached_part(name, offset, end, len);
                 if missing.is_empty() {
                     bump(&self.inner.client.counters.cache_hits, 1);
                     return Box::pin(std::future::ready(Ok(out)));
@@ -176,7 +176,7 @@ impl Inner {
 
     /// The bytes of the read that are cached, copied into a buffer of
     /// `len`, and the chunks that are not (damaged ones deleted, counted).
-    fn from_cache(&self, name: &str, offset: u64, end: u64, len: usize) -> (RemoteBuf, Vec<u64>) {
+    fn cached_part(&self, name: &str, offset: u64, end: u64, len: usize) -> (RemoteBuf, Vec<u64>) {
         let Some(cu) = &self.cache else { return (RemoteBuf::default(), Vec::new()) };
         let mut out = RemoteBuf::for_read(len);
         let (mut missing, mut damaged) = (Vec::new(), 0);
