@@ -51,6 +51,23 @@
 //! checkpoint, no summary) after step N and after that step's checkpoint,
 //! if one was due, is complete, as a job killed there would
 //! (`examples/tests/train_resnet_ranks.rs` checks the ranks and the resume).
+//!
+//! # Resuming with another number of ranks
+//!
+//! `--resume` first reads rank 0's newest checkpoint (`<checkpoint>/rank-0`,
+//! or `<checkpoint>` itself as a job of one rank wrote it, whichever holds
+//! the newer step) and the world size its loader state records. The same
+//! world size: every rank resumes exactly from its own directory. Another
+//! one: an epoch's order depends only on the seed and the epoch, the world
+//! size only splits it, so a checkpoint at an epoch boundary (the loader's
+//! next batch is batch 0 of epoch E) lets any number of ranks take over.
+//! Every rank loads rank 0's model and momentum and step count and plans
+//! its share of epochs E, E+1, ... afresh with the new rank and world size.
+//! A checkpoint from the middle of an epoch is refused then (the other
+//! world's split of that epoch cannot be continued): resume it with the
+//! world size that wrote it. `--checkpoint-at-epoch-end` saves after the
+//! last batch of every epoch, giving such checkpoints whatever the step
+//! counts.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -119,7 +136,13 @@ pub(crate) struct Args {
     /// Steps between checkpoints (0 = only at the end).
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
-    /// Continue from the checkpoint in `--checkpoint`.
+    /// Also checkpoint after the last batch of every epoch (a checkpoint
+    /// another number of ranks can resume from).
+    #[arg(long)]
+    checkpoint_at_epoch_end: bool,
+    /// Continue from the checkpoint in `--checkpoint` (with another
+    /// `WORLD_SIZE` than the one that wrote it: only from an epoch
+    /// boundary).
     #[arg(long)]
     resume: bool,
     /// Append one JSON line per step to this file: `rank`, `world`,
@@ -261,6 +284,44 @@ impl Sgd {
     }
 }
 
+/// The newest checkpoint of rank 0: `root/rank-0` (a job of several
+/// ranks) or `root` (a job of one), whichever holds the newer step.
+fn rank0_checkpoint(root: &std::path::Path) -> Result<PathBuf> {
+    let newest = |dir: &std::path::Path| -> Result<Option<u64>> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        Ok(ringfeed_ckpt::CheckpointDir::new(dir, 2)?.steps()?.last().copied())
+    };
+    let ranks = root.join("rank-0");
+    match (newest(root)?, newest(&ranks)?) {
+        (Some(one), Some(several)) if one > several => Ok(root.to_path_buf()),
+        (_, Some(_)) => Ok(ranks),
+        (Some(_), None) => Ok(root.to_path_buf()),
+        (None, None) => bail!("no checkpoint in {} or {}", root.display(), ranks.display()),
+    }
+}
+
+/// The epoch a job of `world` ranks starts from when it takes over the
+/// checkpoint `saved` of another world size: the saved loader must be at
+/// an epoch boundary (next batch 0 of an epoch).
+fn takeover_epoch(saved: &ringfeed::LoaderState, world: u64, dir: &std::path::Path) -> Result<u64> {
+    if saved.next_batch != 0 {
+        bail!(
+            "the checkpoint in {} was taken by {} ranks in the middle of epoch {} (next batch {}), and this \
+             job has {} ranks: only checkpoints at an epoch boundary can change the world size; resume with \
+             {} ranks, or from a checkpoint at an epoch boundary (--checkpoint-at-epoch-end)",
+            dir.display(),
+            saved.world_size,
+            saved.epoch,
+            saved.next_batch,
+            world,
+            saved.world_size
+        );
+    }
+    Ok(saved.epoch)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let summary = train(&args, StepLog::print)?;
@@ -298,9 +359,37 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
         1 => dir.clone(),
         _ => dir.join(format!("rank-{}", ddp.rank)),
     });
-    let (mut step, state) = match (&checkpoint, args.resume) {
-        (Some(dir), true) => {
-            let restored = ckpt::restore(dir)?;
+    let (mut step, state, start_epoch) = match (&args.checkpoint, &checkpoint, args.resume) {
+        (Some(root), Some(own), true) => {
+            // Rank 0's checkpoint says which world wrote the job's last
+            // checkpoints.
+            let leader = rank0_checkpoint(root)?;
+            let first = ckpt::restore(&leader)?;
+            let saved = ringfeed::LoaderState::from_json(&first.loader)?;
+            let (restored, state, start_epoch) = if saved.world_size == ddp.world_size {
+                // The same world: each rank continues exactly from its own.
+                let restored = if *own == leader { first } else { ckpt::restore(own)? };
+                let state = ringfeed::LoaderState::from_json(&restored.loader)?;
+                (restored, Some(state), 0)
+            } else {
+                let epoch = takeover_epoch(&saved, ddp.world_size, &leader)?;
+                if (saved.seed, saved.batch_size) != (args.seed, args.batch) {
+                    bail!(
+                        "the checkpoint in {} was taken with seed {} and batches of {}, this run has seed {} \
+                         and batches of {}: resuming with another world size needs the same epoch orders",
+                        leader.display(),
+                        saved.seed,
+                        saved.batch_size,
+                        args.seed,
+                        args.batch
+                    );
+                }
+                eprintln!(
+                    "rank {}: resuming {} ranks' checkpoint (step {}) with {} ranks at the start of epoch {epoch}",
+                    ddp.rank, saved.world_size, first.step, ddp.world_size
+                );
+                (first, None, epoch)
+            };
             for (name, mut var) in vs.variables() {
                 let t = restored
                     .tensors
@@ -309,16 +398,17 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
                 tch::no_grad(|| var.copy_(t));
             }
             opt.restore(&restored.tensors)?;
-            (restored.step, Some(ringfeed::LoaderState::from_json(&restored.loader)?))
+            (restored.step, state, start_epoch)
         }
-        (None, true) => bail!("--resume needs --checkpoint"),
-        _ => (0, None),
+        (_, _, true) => bail!("--resume needs --checkpoint"),
+        _ => (0, None, 0),
     };
     let mut builder = Loader::builder(&args.data)
         .batch_size(args.batch)
         .seed(args.seed)
         .drop_last(true)
-        .epochs(u64::MAX)
+        .start_epoch(start_epoch)
+        .epochs(u64::MAX - start_epoch)
         .images(ImagePipeline::train(args.size)) // normalized f32, torchvision's recipe
         // Decode straight into the tensors the training step takes.
         .batch_memory(BatchMemory::Tensor);
@@ -393,7 +483,8 @@ pub(crate) fn train(args: &Args, mut on_step: impl FnMut(&StepLog)) -> Result<se
             // One write per line: ranks appending to one file do not mix.
             file.write_all(format!("{line}\n").as_bytes()).context("writing the index log")?;
         }
-        if args.checkpoint_every > 0 && step % args.checkpoint_every == 0 {
+        let epoch_end = args.checkpoint_at_epoch_end && loader.state().next_batch == 0;
+        if epoch_end || (args.checkpoint_every > 0 && step % args.checkpoint_every == 0) {
             save(&mut saver, &loader, &opt, step)?;
         }
         if args.crash_after == Some(step) {

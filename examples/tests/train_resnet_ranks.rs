@@ -5,7 +5,9 @@
 //! order's (`EpochPlan`, what `ringfeed order --rank R --world N
 //! --drop-last` prints), and a job whose ranks were all killed mid-epoch,
 //! restarted from their per-rank checkpoints, continues step for step,
-//! batch for batch and (one thread each) loss for loss.
+//! batch for batch and (one thread each) loss for loss. A job of 3 ranks
+//! takes over a 2-rank job's checkpoint at an epoch boundary (and refuses
+//! one from the middle of an epoch).
 //!
 //! Runs the example's binary, which `cargo test --all-targets` builds (or
 //! `cargo build -p ringfeed-examples --features tch --example
@@ -238,4 +240,98 @@ fn two_ranks() {
 #[test]
 fn three_ranks() {
     ranks(3);
+}
+
+/// The steps saved in a checkpoint directory, oldest first (by file name).
+fn checkpoint_steps(dir: &Path) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()
+        })
+        .collect();
+    steps.sort_unstable();
+    steps
+}
+
+/// 2 ranks train epoch 0, checkpoint at its end and are killed 2 steps
+/// into epoch 1; 3 ranks take over from the epoch boundary and train
+/// epoch 1 as 3 ranks split it: every record of the epoch's order once,
+/// equal batch counts, each rank's batches `ringfeed order --rank R
+/// --world 3`'s. A 2-rank checkpoint from the middle of an epoch is
+/// refused to 3 ranks.
+#[test]
+fn another_world_size_takes_over_at_an_epoch_boundary() {
+    let dir = scratch();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let (two, three) = (Job { data: &data, world: 2 }, Job { data: &data, world: 3 });
+    let (per2, per3) = (two.batches_per_epoch(), three.batches_per_epoch());
+    assert_ne!(per2, per3, "the worlds split an epoch differently");
+    let ckpt = dir.path().join("ckpt");
+    let ckpt_arg = ckpt.to_str().unwrap();
+
+    let log2 = dir.path().join("two.jsonl");
+    let (total2, crash) = ((2 * per2).to_string(), (per2 + 2).to_string());
+    let out = two.run(
+        &log2,
+        &["--steps", &total2, "--checkpoint", ckpt_arg, "--checkpoint-at-epoch-end", "--crash-after", &crash],
+    );
+    assert_eq!(out.status.code(), Some(CRASHED), "the 2-rank run: {}", show(&out));
+    for (r, s) in steps(&log2, 2).iter().enumerate() {
+        assert_eq!(s.len() as u64, per2 + 2, "rank {r}");
+        // Only the epoch's end was saved: the newest checkpoint is there.
+        assert_eq!(checkpoint_steps(&ckpt.join(format!("rank-{r}"))), vec![per2], "rank {r}");
+    }
+
+    let log3 = dir.path().join("three.jsonl");
+    let total3 = (per2 + per3).to_string();
+    three.ok(&log3, &["--steps", &total3, "--checkpoint", ckpt_arg, "--checkpoint-at-epoch-end", "--resume"]);
+    let mut seen = Vec::new();
+    for (r, s) in steps(&log3, 3).iter().enumerate() {
+        // Equal batch counts, numbered on from the 2 ranks' steps.
+        assert_eq!(
+            s.iter().map(|s| s.step).collect::<Vec<_>>(),
+            (per2 + 1..=per2 + per3).collect::<Vec<_>>(),
+            "rank {r}"
+        );
+        let ddp = DdpConfig::new(r as u64, 3, true).unwrap();
+        let plan = EpochPlan::new(RECORDS, Shuffle::Global, SEED, 1, ddp, BATCH).unwrap();
+        assert_eq!(plan.batches(), per3);
+        let got: Vec<(u64, u64, Vec<u64>)> =
+            s.iter().map(|s| (s.epoch, s.batch, s.indices.clone())).collect();
+        let want: Vec<(u64, u64, Vec<u64>)> = (0..per3).map(|b| (1, b, plan.batch_indices(b))).collect();
+        assert_eq!(got, want, "rank {r}: not `ringfeed order --epoch 1 --rank {r} --world 3`'s");
+        seen.extend(got.into_iter().flat_map(|(_, _, i)| i));
+        // The 3 ranks checkpoint at the end of epoch 1 in their own
+        // directories.
+        assert!(checkpoint_steps(&ckpt.join(format!("rank-{r}"))).contains(&(per2 + per3)), "rank {r}");
+    }
+    let read = per3 * BATCH * 3;
+    let unique: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "epoch 1: a record twice");
+    let order = Permutation::new(RECORDS, SEED, 1);
+    assert_eq!(
+        unique,
+        (0..read).map(|p| order.get(p)).collect(),
+        "epoch 1: not the first {read} of its order"
+    );
+
+    // Mid-epoch 0 (the end-of-run checkpoint after 2 of 4 batches).
+    let mid = dir.path().join("mid");
+    let mid_arg = mid.to_str().unwrap();
+    let log = dir.path().join("mid2.jsonl");
+    two.ok(&log, &["--steps", "2", "--checkpoint", mid_arg]);
+    let out =
+        three.run(&dir.path().join("mid3.jsonl"), &["--steps", "5", "--checkpoint", mid_arg, "--resume"]);
+    assert!(!out.status.success(), "3 ranks resumed a mid-epoch 2-rank checkpoint: {}", show(&out));
+    let text = show(&out);
+    for want in [
+        "taken by 2 ranks in the middle of epoch 0",
+        "this job has 3 ranks",
+        "only checkpoints at an epoch boundary can change the world size",
+    ] {
+        assert!(text.contains(want), "no `{want}` in {text}");
+    }
 }

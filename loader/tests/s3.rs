@@ -44,14 +44,21 @@ fn epochs(path: &str, shuffle: Shuffle, opts: Option<ringfeed_object::ObjectOpti
         .collect()
 }
 
-#[test]
-fn epochs_from_object_storage_equal_the_local_ones() {
+/// A server holding the dataset of [`pack`] at `s3://data/set`, and the
+/// local copy.
+fn uploaded() -> (S3Server, tempfile::TempDir) {
     let server = S3Server::start();
     server.create_bucket("data");
     let local = tempfile::tempdir().unwrap();
     pack(local.path());
     let direct = S3Server::options(&server.endpoint).build().unwrap();
     ringfeed_object::upload(local.path(), "s3://data/set", &direct).unwrap();
+    (server, local)
+}
+
+#[test]
+fn epochs_from_object_storage_equal_the_local_ones() {
+    let (server, local) = uploaded();
     use Fault::*;
     let proxy = FaultProxy::start(
         &server.endpoint,
@@ -85,12 +92,7 @@ fn epochs_from_object_storage_equal_the_local_ones() {
 
 #[test]
 fn a_store_that_goes_down_mid_epoch_ends_it_with_an_error_not_a_hang() {
-    let server = S3Server::start();
-    server.create_bucket("data");
-    let local = tempfile::tempdir().unwrap();
-    pack(local.path());
-    let direct = S3Server::options(&server.endpoint).build().unwrap();
-    ringfeed_object::upload(local.path(), "s3://data/set", &direct).unwrap();
+    let (server, _local) = uploaded();
     let proxy = FaultProxy::start(&server.endpoint, Plan::CycleGets(vec![]));
     let opts = || {
         S3Server::options(&proxy.endpoint)
