@@ -41,19 +41,30 @@ fn dataset(dir: &Path) {
     w.finish().unwrap();
 }
 
-/// The example's binary beside this test's: `target/<profile>/deps/<test>`
-/// → `target/<profile>/examples/train_resnet`.
+/// The example's binary, built now with this test's features by the cargo
+/// running the test (`cargo test --all-targets` builds examples as test
+/// harnesses, not as the programs themselves), once per test process:
+/// `target/<profile>/deps/<test>` → `target/<profile>/examples/train_resnet`.
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps");
-    let bin = profile.join("examples").join(format!("train_resnet{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the example first (`cargo build -p ringfeed-examples --features tch \
-         --example train_resnet`, or run the tests with `--all-targets`)",
-        bin.display()
-    );
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "--locked", "-p", "ringfeed-examples", "--features", "tch"])
+                .args(["--example", "train_resnet"])
+                .current_dir(&root)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the train_resnet example failed");
+            let exe = std::env::current_exe().unwrap();
+            let profile =
+                exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps");
+            let bin = profile.join("examples").join(format!("train_resnet{}", std::env::consts::EXE_SUFFIX));
+            assert!(bin.is_file(), "{} is missing after the build", bin.display());
+            bin
+        })
+        .clone()
 }
 
 /// One step of one rank, from `--index-log`.

@@ -88,6 +88,50 @@ fn epochs_from_object_storage_equal_the_local_ones() {
         assert_eq!(answered() - before, 1, "warm: the manifest only");
     }
     assert!(proxy.counts().1 > 30, "{:?}", proxy.counts());
+    // A damaged byte in a cached chunk: the worker's record check catches
+    // it (the store does not check cached bytes for the loader), the run is
+    // read again from the store, and the epochs stay exact.
+    let chunk =
+        files(cache.path()).into_iter().find(|p| p.to_string_lossy().contains("shard-00001")).unwrap();
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[20_000] ^= 0x10;
+    std::fs::write(&chunk, &bytes).unwrap();
+    let want = epochs(local.path().to_str().unwrap(), Shuffle::Sequential, None);
+    let mut loader = Loader::builder("s3://data/set")
+        .batch_size(32)
+        .seed(9)
+        .shuffle(Shuffle::Sequential)
+        .epochs(2)
+        .cores(2)
+        .ddp(DdpConfig::default())
+        .object_options(faulty().cache_dir(cache.path()).chunk_size(64 << 10).build().unwrap())
+        .build()
+        .unwrap();
+    let got: Vec<Delivered> = loader
+        .by_ref()
+        .map(|b| {
+            let b = b.unwrap();
+            (b.epoch, b.indices.clone(), b.labels.clone(), b.records().map(|r| r.to_vec()).collect())
+        })
+        .collect();
+    assert!(got == want, "a damaged cached chunk changed the batches");
+    let c = loader.remote_counters().unwrap();
+    assert!(c.cache_damaged >= 1, "{c}");
+    assert_eq!(loader.metrics().skipped, 0);
+}
+
+/// Files under `dir`, recursively, sorted.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

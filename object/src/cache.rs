@@ -304,6 +304,14 @@ impl ChunkFile {
         Ok(ChunkFile { file, len, crcs })
     }
 
+    /// Copies `dst.len()` bytes at `offset` of the chunk into `dst`
+    /// without checking them: for a caller that checks every byte itself
+    /// (the loader's record CRCs) and invalidates the chunk on a mismatch.
+    pub(crate) fn read_into_unchecked(&self, offset: u64, dst: &mut [u8]) -> Result<(), Damaged> {
+        offset.checked_add(dst.len() as u64).filter(|&e| e <= self.len).ok_or(Damaged)?;
+        self.file.read_exact_at(dst, offset).map_err(|_| Damaged)
+    }
+
     /// Copies `dst.len()` bytes at `offset` of the chunk into `dst`,
     /// checking every block they touch. Whole blocks are read straight
     /// into `dst`; only the partial blocks at either end go through a

@@ -113,14 +113,42 @@ impl RemoteStore for S3Store {
     }
 
     fn read(&self, name: &str, offset: u64, len: usize) -> RemoteRead {
+        self.read_with(name, offset, len, true)
+    }
+
+    fn read_checked_by_caller(&self, name: &str, offset: u64, len: usize) -> RemoteRead {
+        self.read_with(name, offset, len, false)
+    }
+
+    fn invalidate(&self, name: &str, offset: u64, len: usize) {
+        let Some(cu) = &self.inner.cache else { return };
+        let end = offset.saturating_add(len as u64).max(offset + 1);
+        for c in offset / cu.chunk..=(end - 1) / cu.chunk {
+            let key = Inner::key(cu, name, c);
+            log::warn!("cache chunk {key}: the reader found damaged bytes; fetching it again");
+            cu.cache.remove(&key);
+            bump(&self.inner.client.counters.cache_damaged, 1);
+        }
+    }
+
+    fn counters(&self) -> RemoteCounters {
+        self.inner.client.counters.snapshot()
+    }
+}
+
+impl S3Store {
+    /// A read; `verify`: check cached blocks (false when the caller checks
+    /// every byte itself).
+    fn read_with(&self, name: &str, offset: u64, len: usize, verify: bool) -> RemoteRead {
         // Cache hits are read here, on the caller's thread, without a hop
         // to the store's runtime: a warm cache costs what a local file read
-        // through the page cache does, plus the block checks.
+        // through the page cache does (plus the block checks when
+        // `verify`).
         let checked = self.inner.check(name, offset, len);
         let (out, missing) = match checked {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
             Ok(end) if self.inner.cache.is_some() && len > 0 => {
-                let (out, missing) = self.inner.cached_part(name, offset, end, len);
+                let (out, missing) = self.inner.cached_part(name, offset, end, len, verify);
                 if missing.is_empty() {
                     bump(&self.inner.client.counters.cache_hits, 1);
                     return Box::pin(std::future::ready(Ok(out)));
@@ -138,10 +166,6 @@ impl RemoteStore for S3Store {
         Box::pin(async move {
             rx.recv_async().await.unwrap_or_else(|_| Err(io::Error::other("the object store shut down")))
         })
-    }
-
-    fn counters(&self) -> RemoteCounters {
-        self.inner.client.counters.snapshot()
     }
 }
 
@@ -176,7 +200,14 @@ impl Inner {
 
     /// The bytes of the read that are cached, copied into a buffer of
     /// `len`, and the chunks that are not (damaged ones deleted, counted).
-    fn cached_part(&self, name: &str, offset: u64, end: u64, len: usize) -> (RemoteBuf, Vec<u64>) {
+    fn cached_part(
+        &self,
+        name: &str,
+        offset: u64,
+        end: u64,
+        len: usize,
+        verify: bool,
+    ) -> (RemoteBuf, Vec<u64>) {
         let Some(cu) = &self.cache else { return (RemoteBuf::default(), Vec::new()) };
         let mut out = RemoteBuf::for_read(len);
         let (mut missing, mut damaged) = (Vec::new(), 0);
@@ -185,7 +216,11 @@ impl Inner {
             let dst = &mut out.as_mut_slice()[(lo - offset) as usize..(hi - offset) as usize];
             let key = Self::key(cu, name, c);
             let hit = cu.cache.get(&key, &mut damaged);
-            let ok = hit.is_some_and(|f| match f.read_into(lo - c * cu.chunk, dst) {
+            let mut read = |f: &crate::cache::ChunkFile| match verify {
+                true => f.read_into(lo - c * cu.chunk, dst),
+                false => f.read_into_unchecked(lo - c * cu.chunk, dst),
+            };
+            let ok = hit.is_some_and(|f| match read(&f) {
                 Ok(()) => true,
                 Err(_) => {
                     damaged += 1;

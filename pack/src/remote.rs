@@ -105,6 +105,22 @@ pub trait RemoteStore: Send + Sync + fmt::Debug {
     /// Starts reading `len` bytes at `offset` of object `name`.
     fn read(&self, name: &str, offset: u64, len: usize) -> RemoteRead;
 
+    /// [`read`](Self::read) for a caller that checks every byte it gets
+    /// itself (each record's CRC32C) and, on a mismatch, calls
+    /// [`invalidate`](Self::invalidate) and reads again with `read`: the
+    /// store may then skip its own checks of bytes it keeps locally, so
+    /// that they are checked once, not twice. Default: `read`.
+    fn read_checked_by_caller(&self, name: &str, offset: u64, len: usize) -> RemoteRead {
+        self.read(name, offset, len)
+    }
+
+    /// Forgets any local copy of these bytes (the caller found them
+    /// damaged): the next read fetches them from the store. Default:
+    /// nothing (a store without a local copy).
+    fn invalidate(&self, name: &str, offset: u64, len: usize) {
+        let _ = (name, offset, len);
+    }
+
     /// What the store has done so far.
     fn counters(&self) -> RemoteCounters;
 }

@@ -171,6 +171,16 @@ impl Handle {
         Ok(ReadBuf::Uring(buf))
     }
 
+    /// For a shard in object storage, whose read came back with a record
+    /// that failed its checksum: drops the store's cached copy and reads
+    /// again (`None` for any other kind of shard: nothing to reread).
+    pub(crate) async fn reread(&self, pos: u64, len: usize) -> Option<std::io::Result<ReadBuf>> {
+        match self {
+            Handle::Remote(r) => Some(r.reread(pos, len).await.map(ReadBuf::Remote)),
+            _ => None,
+        }
+    }
+
     async fn read_once(&self, pos: u64, len: usize, aligned: bool) -> std::io::Result<ReadResult> {
         match self {
             Handle::Direct(f) if aligned => f.read_at_aligned(pos, len).await.map_err(Into::into),

@@ -74,8 +74,17 @@ impl RemoteShard {
     }
 
     /// Reads `len` bytes at `pos`: the store's runtime does the work, this
-    /// task waits on a channel (whatever executor runs it).
+    /// task waits on a channel (whatever executor runs it). Cached bytes
+    /// are not checked by the store: the worker checks every record's
+    /// CRC32C and, on a mismatch, calls [`reread`](Self::reread).
     pub(crate) async fn read(&self, pos: u64, len: usize) -> std::io::Result<ringfeed_pack::RemoteBuf> {
+        self.store.read_checked_by_caller(&self.name, pos, len).await
+    }
+
+    /// Drops the store's local copy of these bytes (found damaged) and
+    /// reads them again, checked by the store.
+    pub(crate) async fn reread(&self, pos: u64, len: usize) -> std::io::Result<ringfeed_pack::RemoteBuf> {
+        self.store.invalidate(&self.name, pos, len);
         self.store.read(&self.name, pos, len).await
     }
 }

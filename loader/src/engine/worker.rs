@@ -293,34 +293,52 @@ async fn read_unit(ctx: Rc<Ctx>, unit: Unit) -> Result<ReadUnit> {
         let run = &runs[next - issued.len() - 1];
         in_flight -= run.len();
         let path = s.dataset.shards()[run.shard].path();
-        let data = match task {
+        let mut data = match task {
             None => Ok(None),
             Some(t) => t.await.map(Some),
         };
-        for m in &run.members {
-            let slot = &slots[m.slot];
-            let outcome = data.as_ref().map_err(clone_err).and_then(|d| {
-                let from = (m.offset - run.start) as usize;
-                let bytes: &[u8] = match d {
-                    Some(buf) => buf.get(from..from + slot.len).ok_or_else(|| {
-                        Error::corrupt_record(
-                            path,
-                            m.offset,
-                            slot.index_in_shard,
-                            "short read: the shard ends before this record (truncated after opening?)",
-                        )
-                    })?,
-                    None => &[],
-                };
-                ringfeed_pack::check_crc(bytes, slot.crc, path, m.offset, slot.index_in_shard)?;
-                Ok(bytes)
-            });
-            match outcome {
-                Ok(bytes) => {
-                    pending[slot.batch].buf[slot.start..slot.start + slot.len].copy_from_slice(bytes);
+        let remote = s.dataset.shards()[run.shard].remote().is_some();
+        let mut reread = false;
+        loop {
+            let mut again = false;
+            for m in &run.members {
+                let slot = &slots[m.slot];
+                let outcome = data.as_ref().map_err(clone_err).and_then(|d| {
+                    let from = (m.offset - run.start) as usize;
+                    let bytes: &[u8] = match d {
+                        Some(buf) => buf.get(from..from + slot.len).ok_or_else(|| {
+                            Error::corrupt_record(
+                                path,
+                                m.offset,
+                                slot.index_in_shard,
+                                "short read: the shard ends before this record (truncated after opening?)",
+                            )
+                        })?,
+                        None => &[],
+                    };
+                    ringfeed_pack::check_crc(bytes, slot.crc, path, m.offset, slot.index_in_shard)?;
+                    Ok(bytes)
+                });
+                match outcome {
+                    Ok(bytes) => {
+                        pending[slot.batch].buf[slot.start..slot.start + slot.len].copy_from_slice(bytes);
+                    }
+                    // From object storage, a record that fails its check may
+                    // be a damaged copy in the local cache (whose reads this
+                    // check stands for): read the run once more, from the
+                    // store, before the error policy hears of it.
+                    Err(e) if remote && !reread && matches!(e, Error::Corrupt { .. }) => {
+                        again = true;
+                        break;
+                    }
+                    Err(e) => on_bad_record(s, &mut pending[slot.batch], slot, e)?,
                 }
-                Err(e) => on_bad_record(s, &mut pending[slot.batch], slot, e)?,
             }
+            if !again {
+                break;
+            }
+            reread = true;
+            data = reread_run(&ctx, run).await.map(Some);
         }
     }
     s.metrics.read_ns.fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -366,6 +384,18 @@ fn spawn_read(ctx: &Rc<Ctx>, run: &Run) -> Option<Task<Result<ReadBuf>>> {
             })
         })
     })
+}
+
+/// Reads a run of a shard in object storage again, past the local cache
+/// (see `read_unit`).
+async fn reread_run(ctx: &Rc<Ctx>, run: &Run) -> Result<ReadBuf> {
+    let path =
+        || ctx.spec.dataset.shards().get(run.shard).map(|s| s.path().to_path_buf()).unwrap_or_default();
+    let file = ctx.files.get(run.shard).await?;
+    match file.reread(run.start, run.len() as usize).await {
+        Some(res) => res.map_err(|e| Error::io_at("read", path(), run.start, e)),
+        None => Err(Error::Shutdown(format!("{} is not in object storage", path().display()))),
+    }
 }
 
 /// Errors are not `Clone`; a failed read is reported once per record it
