@@ -275,7 +275,7 @@ impl Inner {
                 }
             }
         }
-        let claim = Claim { inner: self, keys: mine.iter().map(|&c| key(c)).collect() };
+        let mut claim = Claim { inner: self, keys: mine.iter().map(|&c| key(c)).collect() };
         // Counted from the claim on: a store dropped while this read still
         // fetches what others wait for waits for it to be cached.
         let writing = self.client.writing.start();
@@ -310,15 +310,21 @@ impl Inner {
         // runtime's shutdown would be a chunk lost). A full disk only costs
         // the cache these chunks.
         let cache = cu.cache.clone();
+        let stored = fetched.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let _writing = writing;
-            for (k, chunk) in fetched {
+            for (k, chunk) in stored {
                 if let Err(e) = cache.put(&k, &chunk) {
                     log::warn!("cannot cache chunk {k}: {e}");
                 }
             }
         })
         .await;
+        // Only now, with the chunks in the cache, does a read that finds
+        // them missing fetch them again (until then it waits for these).
+        for (k, chunk) in &fetched {
+            claim.stored(k, chunk);
+        }
         drop(claim);
         for (c, rx) in waits {
             let chunk = rx
@@ -348,7 +354,9 @@ fn runs(chunks: &[u64]) -> Vec<&[u64]> {
 }
 
 /// Chunks a read has claimed to fetch: each is handed to its waiters when
-/// fetched; whatever is left when the claim drops (an error, a cancelled
+/// fetched, and to those that came since once it is stored (the claim is
+/// then released); whatever is still claimed when the claim drops (an
+/// error, a cancelled
 /// read) is released with an error, so no waiter waits forever.
 struct Claim<'a> {
     inner: &'a Inner,
@@ -356,16 +364,28 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
+    /// The chunk arrived: the reads waiting for it get it; the claim stays
+    /// until it is stored.
     fn done(&self, key: &str, chunk: &Bytes) {
+        let waiting = self.inner.fetching().get_mut(key).map(std::mem::take).unwrap_or_default();
+        for tx in waiting {
+            let _ = tx.send(Ok(chunk.clone()));
+        }
+    }
+
+    /// The chunk is in the cache: the claim on it is released.
+    fn stored(&mut self, key: &str, chunk: &Bytes) {
+        self.keys.retain(|k| k != key);
         for tx in self.inner.fetching().remove(key).unwrap_or_default() {
             let _ = tx.send(Ok(chunk.clone()));
         }
     }
 
-    fn fail(&self, e: &io::Error) {
+    /// Releases every chunk still claimed, with `e` for its waiters.
+    fn fail(&mut self, e: &io::Error) {
         let mut fetching = self.inner.fetching();
-        for k in &self.keys {
-            for tx in fetching.remove(k).unwrap_or_default() {
+        for k in self.keys.drain(..) {
+            for tx in fetching.remove(&k).unwrap_or_default() {
                 let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
             }
         }

@@ -165,3 +165,32 @@ fn an_interrupted_upload_leaves_nothing_that_opens() {
     upload(local.path(), "s3://data/set", &direct).unwrap();
     same_records(&open("s3://data/set", &direct).unwrap(), &Dataset::open(local.path()).unwrap());
 }
+
+#[test]
+fn concurrent_reads_of_the_same_chunks_all_arrive_with_a_cold_cache() {
+    let (server, local) = server_with_dataset();
+    let local = Dataset::open(local.path()).unwrap();
+    for round in 0..3 {
+        let cache = tempfile::tempdir().unwrap();
+        let opts =
+            S3Server::options(&server.endpoint).cache_dir(cache.path()).chunk_size(64 << 10).build().unwrap();
+        let remote = open("s3://data/set", &opts).unwrap();
+        // Eight readers over the same records in different orders: most
+        // chunks are wanted by several reads at once, fetched by one.
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (remote, local) = (&remote, &local);
+                scope.spawn(move || {
+                    for k in 0..remote.len() {
+                        let i = (k * (2 * t + 1) + t * 31) % remote.len();
+                        let got =
+                            remote.record(i).unwrap_or_else(|e| panic!("round {round}, record {i}: {e}"));
+                        assert_eq!(got, local.record(i).unwrap());
+                    }
+                });
+            }
+        });
+        let c = remote.remote_store().unwrap().counters();
+        assert_eq!(c.cache_damaged, 0, "{c}");
+    }
+}
