@@ -12,7 +12,9 @@
 //! - **Cache.** Optional: aligned chunks (1 MiB) of shards kept on local
 //!   disk, bounded in bytes (least recently used deleted first), reused
 //!   after a restart, checked by CRC32C on every read (a damaged chunk is
-//!   fetched again). Misses fetch whole chunks, adjacent ones in one GET.
+//!   fetched again; a caller that checks every record's CRC itself, the
+//!   loader, reads unchecked and invalidates on a mismatch). Misses fetch
+//!   whole chunks, adjacent ones in one GET.
 //! - **Configuration.** Credentials, region and endpoint from the usual
 //!   AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //!   `AWS_REGION`, `AWS_ENDPOINT_URL`, ...); the cache and retry budget
