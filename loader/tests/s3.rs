@@ -91,8 +91,10 @@ fn epochs_from_object_storage_equal_the_local_ones() {
     // A damaged byte in a cached chunk: the worker's record check catches
     // it (the store does not check cached bytes for the loader), the run is
     // read again from the store, and the epochs stay exact.
-    let chunk =
-        files(cache.path()).into_iter().find(|p| p.to_string_lossy().contains("shard-00001")).unwrap();
+    let chunk = support::files_under(cache.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("shard-00001"))
+        .unwrap();
     let mut bytes = std::fs::read(&chunk).unwrap();
     bytes[20_000] ^= 0x10;
     std::fs::write(&chunk, &bytes).unwrap();
@@ -118,20 +120,6 @@ fn epochs_from_object_storage_equal_the_local_ones() {
     let c = loader.remote_counters().unwrap();
     assert!(c.cache_damaged >= 1, "{c}");
     assert_eq!(loader.metrics().skipped, 0);
-}
-
-/// Files under `dir`, recursively, sorted.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(files(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

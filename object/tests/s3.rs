@@ -89,7 +89,10 @@ fn the_cache_serves_a_second_pass_without_requests_and_refetches_damage() {
     assert!(c.cache_hits > 240 && c.cache_misses == 0, "{c}");
     // A flipped byte in a cached chunk is caught and fetched again.
     drop(warm);
-    let chunk = walk(cache.path()).into_iter().find(|p| p.to_string_lossy().contains("shard")).unwrap();
+    let chunk = support::files_under(cache.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("shard"))
+        .unwrap();
     let mut bytes = std::fs::read(&chunk).unwrap();
     bytes[10] ^= 0x40;
     std::fs::write(&chunk, &bytes).unwrap();
@@ -98,20 +101,6 @@ fn the_cache_serves_a_second_pass_without_requests_and_refetches_damage() {
     let c = again.remote_store().unwrap().counters();
     assert_eq!(c.cache_damaged, 1, "{c}");
     assert!(c.requests >= 2, "{c}");
-}
-
-/// Files under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

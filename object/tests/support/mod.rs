@@ -291,3 +291,17 @@ fn keep_alive(response: Vec<u8>) -> Vec<u8> {
     v.extend_from_slice(body);
     v
 }
+
+/// Files under `dir`, recursively, sorted (a cache's chunk files).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
