@@ -387,14 +387,12 @@ impl Shard {
 
     /// Reads record `i` and checks its CRC32C.
     pub fn read(&self, i: u64) -> Result<Vec<u8>> {
-        match &self.backing {
-            Backing::Local { .. } => self.read_from(Some(&*self.file()?), i),
-            Backing::Remote { .. } => self.read_from(None, i),
-        }
+        self.read_from(None, i)
     }
 
-    /// Reads record `i` from `file`, this shard's file (from the store when
-    /// `None`), checking its CRC32C.
+    /// Reads record `i` from `file`, this shard's file already open, or
+    /// when `None` from the shard's own source (its file, reopened if it
+    /// was closed; or the store), checking its CRC32C.
     fn read_from(&self, file: Option<&File>, i: u64) -> Result<Vec<u8>> {
         let e = self.entry(i)?;
         if u64::from(e.len) > MAX_RECORD_LEN {
@@ -406,13 +404,21 @@ impl Shard {
             ));
         }
         let len = to_usize(u64::from(e.len), &self.path, self.entry_offset(i), "record length")?;
-        let buf = match (file, &self.backing) {
-            (Some(file), _) => {
+        let buf = match &self.backing {
+            Backing::Local { .. } => {
+                let reopened;
+                let file = match file {
+                    Some(f) => f,
+                    None => {
+                        reopened = self.file()?;
+                        &*reopened
+                    }
+                };
                 let mut buf = vec![0u8; len];
                 read_exact_at(file, &mut buf, e.offset, &self.path)?;
                 buf
             }
-            (None, Backing::Remote { store, name }) => {
+            Backing::Remote { store, name } => {
                 let buf = remote::wait(store.read(name, e.offset, len))
                     .map_err(|err| Error::io_at("read", &self.path, e.offset, err))?
                     .to_vec();
@@ -421,7 +427,6 @@ impl Shard {
                 }
                 buf
             }
-            (None, Backing::Local { .. }) => self.read_from(Some(&*self.file()?), i)?,
         };
         check_crc(&buf, e.crc32c, &self.path, e.offset, i)?;
         Ok(buf)
